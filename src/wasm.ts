@@ -1,0 +1,36 @@
+/**
+ * The raw WebAssembly exports (pointers are byte offsets into `memory`). The host
+ * validates everything before calling these; kernels assume valid input.
+ * Keep in step with assembly/index.ts.
+ */
+export interface KernelExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  hasSimd(): number;
+  pageBytes(format: number, d: number, vg: number): number;
+  f16ToF32(src: number, dst: number, n: number): void;
+  f32ToF16(src: number, dst: number, n: number): void;
+  dotF32(a: number, b: number, n: number): number;
+  dotF16(a: number, b: number, n: number): number;
+  axpyF32(alpha: number, x: number, y: number, n: number): void;
+  axpyF16(alpha: number, x: number, y: number, n: number): void;
+  scaleF32(alpha: number, x: number, n: number): void;
+  scaleF16(alpha: number, x: number, n: number): void;
+  fwht(x: number, n: number, count: number): void;
+  gatherRows(src: number, dst: number, idx: number, n: number, rowBytes: number): void;
+  compactRows(base: number, idx: number, n: number, rowBytes: number): void;
+  quantKeys(src: number, n: number, d: number, bits: number, codes: number, scale: number, min: number): void;
+  dequantKeys(codes: number, scale: number, min: number, n: number, d: number, bits: number, dst: number): void;
+  quantValues(src: number, n: number, d: number, vg: number, bits: number, codes: number, scale: number, min: number): void;
+  dequantValues(codes: number, scale: number, min: number, n: number, d: number, vg: number, bits: number, dst: number): void;
+  qdotKeys(codes: number, scale: number, min: number, n: number, d: number, bits: number, q: number, out: number): void;
+  qaxpyValues(codes: number, scale: number, min: number, n: number, d: number, vg: number, bits: number, p: number, out: number): void;
+  packPage(format: number, d: number, vg: number, count: number, k: number, v: number, logW: number, pos: number, page: number): void;
+  unpackPage(format: number, d: number, vg: number, count: number, page: number, k: number, v: number, logW: number, pos: number): void;
+  attnInit(state: number, G: number, d: number): void;
+  attendPages(table: number, nPages: number, format: number, d: number, vg: number, q: number, G: number, scale: number, state: number, logits: number, logitsStride: number): void;
+  attnFinish(state: number, G: number, d: number, out: number, lse: number): void;
+  probsFromLogits(logits: number, G: number, stride: number, n: number, lse: number): void;
+  // Further kernels (model runner, walk, popcount) are added by their files.
+  [name: string]: unknown;
+}
