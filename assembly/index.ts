@@ -5,6 +5,7 @@ export { f16ToF32, f32ToF16 } from './kernels/f16';
 export { dotF32, dotF16, axpyF32, axpyF16, scaleF32, scaleF16 } from './kernels/vec';
 export { fwht } from './kernels/fwht';
 export { gatherRows, compactRows } from './kernels/gather';
+export { hammingRows } from './kernels/popcount';
 export { quantKeys, dequantKeys, quantValues, dequantValues, qdotKeys, qaxpyValues, packPage, unpackPage } from './kernels/quant';
 export { attnInit, attendPages, attnFinish, probsFromLogits } from './kernels/attention';
 export * from './kernels/matmul';

@@ -19,6 +19,7 @@ export interface KernelExports {
   fwht(x: number, n: number, count: number): void;
   gatherRows(src: number, dst: number, idx: number, n: number, rowBytes: number): void;
   compactRows(base: number, idx: number, n: number, rowBytes: number): void;
+  hammingRows(bits: number, n: number, words: number, anchor: number, out: number): void;
   quantKeys(src: number, n: number, d: number, bits: number, codes: number, scale: number, min: number): void;
   dequantKeys(codes: number, scale: number, min: number, n: number, d: number, bits: number, dst: number): void;
   quantValues(src: number, n: number, d: number, vg: number, bits: number, codes: number, scale: number, min: number): void;
