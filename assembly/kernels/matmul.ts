@@ -1,3 +1,531 @@
-// Model-runner kernels (matvec / matmul over f32 and f16 weights, RMSNorm, RoPE,
-// SwiGLU, softmax helpers). STUB: owned by the model-runner helper.
-export function matmulPlaceholder(): void {}
+// Model-runner kernels: the dense math of a Llama-family forward pass.
+//
+// Weights are row-major [rows][cols] (the Hugging Face layout of an nn.Linear weight,
+// [out_features][in_features]), stored as f16 bits (u16) or f32. Activations are f32,
+// token-major [n][cols]. Every sum accumulates in f32.
+//
+// matvecF16(w: u16[rows][cols], x: f32[cols], y: f32[rows], rows, cols)      y = W x
+// matvecF32(w: f32[rows][cols], x, y, rows, cols)                            y = W x
+// matmulF16(w: u16[rows][cols], x: f32[n][cols], y: f32[n][rows], rows, cols, n)
+// matmulF32(w: f32[rows][cols], x, y, rows, cols, n)                         y[t] = W x[t]
+//     Prefill: tiles of ROW_TILE rows x TOKEN_TILE tokens, so each weight is read
+//     (and converted from f16) once per TOKEN_TILE tokens; the ROW_TILE rows stay in L1
+//     while every token tile of the chunk passes over them.
+// rmsNormF32(x: f32[n][dim], weight: f32[dim], y: f32[n][dim], dim, n, eps)
+//     y = weight * (x / sqrt(mean(x^2) + eps))            (y may equal x)
+// ropeRotateHalfF32(x: f32[n][heads][headDim], positions: i32[n], invFreq: f32[headDim/2], n, heads, headDim)
+//     in place, rotate-half convention (x_i, x_{i+d/2}) with angle = f32(invFreq[i] * pos)
+// swigluF32(gate: f32[len], up: f32[len], out: f32[len], len)       out = silu(gate) * up
+// addF32(y: f32[len], x: f32[len], len)                             y += x (residual)
+// argmaxF32(x: f32[n], n): i32                                      first index of the maximum (NaN skipped; -1 if none)
+// embedF16(table: u16[vocab][dim], ids: i32[n], n, dim, out: f32[n][dim])   row gather + decode
+// embedF32(table: f32[vocab][dim], ids, n, dim, out)
+// attendExactF32(q: f32[qHeads][headDim], k: f32[len][kvHeads][headDim], v: same, len,
+//                qHeads, kvHeads, headDim, scale, scores: f32[len], out: f32[qHeads][headDim])
+//     exact softmax attention of one query token over `len` cached tokens; query head h
+//     reads KV head h / (qHeads / kvHeads) (GQA).
+//
+// Preconditions (checked by the host): sizes >= 1 (n, len >= 1; rows, cols, dim >= 1),
+// headDim even, qHeads a multiple of kvHeads, ids in range, outputs do not overlap inputs
+// (except rmsNormF32's y == x), f16 weights finite (no Inf/NaN: the fast decode below maps
+// them to finite garbage; the model loader rejects such files).
+//
+// The SIMD f16 decode of weights: sign-extend the 16 bits into an i32 lane, shift left by
+// 13 and clear bits 28..30; this places sign, exponent and mantissa in f32 position with
+// the exponent still biased by 15; one multiply by 2^112 rebiases it (exact, subnormals
+// included). Four instructions per four weights.
+
+import { f16bitsToF32 } from './f16';
+
+/** Rows of W per prefill tile. */
+// @ts-ignore: decorator
+@inline const ROW_TILE: i32 = 2;
+/** Tokens per prefill tile (each converted weight is used this many times). */
+// @ts-ignore: decorator
+@inline const TOKEN_TILE: i32 = 4;
+/** Rows per matvec pass (each x load is shared by this many rows). */
+// @ts-ignore: decorator
+@inline const MATVEC_ROWS: i32 = 4;
+/** f32 lanes in a v128. */
+// @ts-ignore: decorator
+@inline const LANES: i32 = 4;
+/** Keeps sign (bit 31), exponent and mantissa; clears the sign copies in bits 28..30. */
+// @ts-ignore: decorator
+@inline const F16_SHIFTED_MASK: i32 = 0x8fffffff;
+/** Mantissa bits f32 has beyond f16. */
+// @ts-ignore: decorator
+@inline const F16_TO_F32_SHIFT: i32 = 13;
+/** 2^(127 - 15): rebiases an f16 exponent placed in f32 position. */
+// @ts-ignore: decorator
+@inline const F16_REBIAS: f32 = 5.192296858534828e33;
+
+// @ts-ignore: decorator
+@inline function hsum(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+/** Four f16 weights at `p` (finite) as f32x4. SIMD build only. */
+// @ts-ignore: decorator
+@inline function w4(p: usize): v128 {
+  const s = i32x4.shl(v128.load16x4_s(p), F16_TO_F32_SHIFT);
+  return f32x4.mul(v128.and(s, i32x4.splat(F16_SHIFTED_MASK)), f32x4.splat(F16_REBIAS));
+}
+
+/** One finite f16 weight as f32 (scalar). */
+// @ts-ignore: decorator
+@inline function w1(p: usize): f32 {
+  return f16bitsToF32(<u32>load<u16>(p));
+}
+
+// ---------------------------------------------------------------------------------
+// f16 weights
+
+/** Dot of one f16 weight row with x (scalar path and column tails). */
+// @ts-ignore: decorator
+@inline function rowDotF16Scalar(w: usize, x: usize, from: i32, cols: i32): f32 {
+  let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+  let c = from;
+  for (; c + LANES <= cols; c += LANES) {
+    const pw = w + (<usize>c << 1), px = x + (<usize>c << 2);
+    s0 += w1(pw) * load<f32>(px);
+    s1 += w1(pw + 2) * load<f32>(px, 4);
+    s2 += w1(pw + 4) * load<f32>(px, 8);
+    s3 += w1(pw + 6) * load<f32>(px, 12);
+  }
+  let s = (s0 + s1) + (s2 + s3);
+  for (; c < cols; c++) s += w1(w + (<usize>c << 1)) * load<f32>(x + (<usize>c << 2));
+  return s;
+}
+
+/** y[r] = W[r] . x over MATVEC_ROWS rows starting at row r0 (SIMD). */
+// @ts-ignore: decorator
+@inline function matvecF16Rows4(w: usize, x: usize, y: usize, r0: i32, cols: i32): void {
+  const rowBytes = <usize>cols << 1;
+  const p0 = w + <usize>r0 * rowBytes, p1 = p0 + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let b0 = f32x4.splat(0), b1 = f32x4.splat(0), b2 = f32x4.splat(0), b3 = f32x4.splat(0);
+  let c: i32 = 0;
+  for (; c + 2 * LANES <= cols; c += 2 * LANES) {
+    const ow = <usize>c << 1;
+    const px = x + (<usize>c << 2);
+    const x0 = v128.load(px), x1 = v128.load(px, 16);
+    a0 = f32x4.add(a0, f32x4.mul(w4(p0 + ow), x0)); b0 = f32x4.add(b0, f32x4.mul(w4(p0 + ow + 8), x1));
+    a1 = f32x4.add(a1, f32x4.mul(w4(p1 + ow), x0)); b1 = f32x4.add(b1, f32x4.mul(w4(p1 + ow + 8), x1));
+    a2 = f32x4.add(a2, f32x4.mul(w4(p2 + ow), x0)); b2 = f32x4.add(b2, f32x4.mul(w4(p2 + ow + 8), x1));
+    a3 = f32x4.add(a3, f32x4.mul(w4(p3 + ow), x0)); b3 = f32x4.add(b3, f32x4.mul(w4(p3 + ow + 8), x1));
+  }
+  for (; c + LANES <= cols; c += LANES) {
+    const ow = <usize>c << 1;
+    const x0 = v128.load(x + (<usize>c << 2));
+    a0 = f32x4.add(a0, f32x4.mul(w4(p0 + ow), x0));
+    a1 = f32x4.add(a1, f32x4.mul(w4(p1 + ow), x0));
+    a2 = f32x4.add(a2, f32x4.mul(w4(p2 + ow), x0));
+    a3 = f32x4.add(a3, f32x4.mul(w4(p3 + ow), x0));
+  }
+  let s0 = hsum(f32x4.add(a0, b0)), s1 = hsum(f32x4.add(a1, b1)), s2 = hsum(f32x4.add(a2, b2)), s3 = hsum(f32x4.add(a3, b3));
+  for (; c < cols; c++) {
+    const ow = <usize>c << 1;
+    const xv = load<f32>(x + (<usize>c << 2));
+    s0 += w1(p0 + ow) * xv; s1 += w1(p1 + ow) * xv; s2 += w1(p2 + ow) * xv; s3 += w1(p3 + ow) * xv;
+  }
+  const py = y + (<usize>r0 << 2);
+  store<f32>(py, s0); store<f32>(py, s1, 4); store<f32>(py, s2, 8); store<f32>(py, s3, 12);
+}
+
+/** y[r] = W[r] . x for one row (SIMD). */
+// @ts-ignore: decorator
+@inline function rowDotF16Simd(p: usize, x: usize, cols: i32): f32 {
+  let a = f32x4.splat(0), b = f32x4.splat(0);
+  let c: i32 = 0;
+  for (; c + 2 * LANES <= cols; c += 2 * LANES) {
+    const ow = <usize>c << 1, px = x + (<usize>c << 2);
+    a = f32x4.add(a, f32x4.mul(w4(p + ow), v128.load(px)));
+    b = f32x4.add(b, f32x4.mul(w4(p + ow + 8), v128.load(px, 16)));
+  }
+  for (; c + LANES <= cols; c += LANES) {
+    a = f32x4.add(a, f32x4.mul(w4(p + (<usize>c << 1)), v128.load(x + (<usize>c << 2))));
+  }
+  let s = hsum(f32x4.add(a, b));
+  for (; c < cols; c++) s += w1(p + (<usize>c << 1)) * load<f32>(x + (<usize>c << 2));
+  return s;
+}
+
+/** y = W x, W f16 [rows][cols], x f32 [cols], y f32 [rows]. */
+export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32): void {
+  const rowBytes = <usize>cols << 1;
+  let r: i32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; r + MATVEC_ROWS <= rows; r += MATVEC_ROWS) matvecF16Rows4(w, x, y, r, cols);
+    for (; r < rows; r++) store<f32>(y + (<usize>r << 2), rowDotF16Simd(w + <usize>r * rowBytes, x, cols));
+  } else {
+    for (; r < rows; r++) store<f32>(y + (<usize>r << 2), rowDotF16Scalar(w + <usize>r * rowBytes, x, 0, cols));
+  }
+}
+
+/** One ROW_TILE x TOKEN_TILE tile: rows r, r+1; tokens t..t+3 (SIMD). */
+// @ts-ignore: decorator
+@inline function tileF16(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32): void {
+  const rowBytes = <usize>cols << 1, xBytes = <usize>cols << 2;
+  const p0 = w + <usize>r * rowBytes, p1 = p0 + rowBytes;
+  const q0 = x + <usize>t * xBytes, q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0), a03 = f32x4.splat(0);
+  let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0), a13 = f32x4.splat(0);
+  let c: i32 = 0;
+  for (; c + LANES <= cols; c += LANES) {
+    const ow = <usize>c << 1, ox = <usize>c << 2;
+    const u = w4(p0 + ow), v = w4(p1 + ow);
+    let xv = v128.load(q0 + ox);
+    a00 = f32x4.add(a00, f32x4.mul(u, xv)); a10 = f32x4.add(a10, f32x4.mul(v, xv));
+    xv = v128.load(q1 + ox);
+    a01 = f32x4.add(a01, f32x4.mul(u, xv)); a11 = f32x4.add(a11, f32x4.mul(v, xv));
+    xv = v128.load(q2 + ox);
+    a02 = f32x4.add(a02, f32x4.mul(u, xv)); a12 = f32x4.add(a12, f32x4.mul(v, xv));
+    xv = v128.load(q3 + ox);
+    a03 = f32x4.add(a03, f32x4.mul(u, xv)); a13 = f32x4.add(a13, f32x4.mul(v, xv));
+  }
+  let s00 = hsum(a00), s01 = hsum(a01), s02 = hsum(a02), s03 = hsum(a03);
+  let s10 = hsum(a10), s11 = hsum(a11), s12 = hsum(a12), s13 = hsum(a13);
+  for (; c < cols; c++) {
+    const ow = <usize>c << 1, ox = <usize>c << 2;
+    const u = w1(p0 + ow), v = w1(p1 + ow);
+    let xv = load<f32>(q0 + ox); s00 += u * xv; s10 += v * xv;
+    xv = load<f32>(q1 + ox); s01 += u * xv; s11 += v * xv;
+    xv = load<f32>(q2 + ox); s02 += u * xv; s12 += v * xv;
+    xv = load<f32>(q3 + ox); s03 += u * xv; s13 += v * xv;
+  }
+  const yBytes = <usize>rows << 2;
+  const py = y + <usize>t * yBytes + (<usize>r << 2);
+  store<f32>(py, s00); store<f32>(py, s10, 4);
+  store<f32>(py + yBytes, s01); store<f32>(py + yBytes, s11, 4);
+  store<f32>(py + 2 * yBytes, s02); store<f32>(py + 2 * yBytes, s12, 4);
+  store<f32>(py + 3 * yBytes, s03); store<f32>(py + 3 * yBytes, s13, 4);
+}
+
+/** One row x TOKEN_TILE tokens (SIMD; the odd last row of a prefill tile column). */
+// @ts-ignore: decorator
+@inline function tileF16Row(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32): void {
+  const xBytes = <usize>cols << 2;
+  const p0 = w + <usize>r * (<usize>cols << 1);
+  const q0 = x + <usize>t * xBytes, q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let c: i32 = 0;
+  for (; c + LANES <= cols; c += LANES) {
+    const ox = <usize>c << 2;
+    const u = w4(p0 + (<usize>c << 1));
+    a0 = f32x4.add(a0, f32x4.mul(u, v128.load(q0 + ox)));
+    a1 = f32x4.add(a1, f32x4.mul(u, v128.load(q1 + ox)));
+    a2 = f32x4.add(a2, f32x4.mul(u, v128.load(q2 + ox)));
+    a3 = f32x4.add(a3, f32x4.mul(u, v128.load(q3 + ox)));
+  }
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  for (; c < cols; c++) {
+    const ox = <usize>c << 2;
+    const u = w1(p0 + (<usize>c << 1));
+    s0 += u * load<f32>(q0 + ox); s1 += u * load<f32>(q1 + ox); s2 += u * load<f32>(q2 + ox); s3 += u * load<f32>(q3 + ox);
+  }
+  const yBytes = <usize>rows << 2;
+  const py = y + <usize>t * yBytes + (<usize>r << 2);
+  store<f32>(py, s0); store<f32>(py + yBytes, s1); store<f32>(py + 2 * yBytes, s2); store<f32>(py + 3 * yBytes, s3);
+}
+
+/** y[t] = W x[t] for n tokens; W f16 [rows][cols], x f32 [n][cols], y f32 [n][rows]. */
+export function matmulF16(w: usize, x: usize, y: usize, rows: i32, cols: i32, n: i32): void {
+  const xBytes = <usize>cols << 2, yBytes = <usize>rows << 2;
+  const tiled = n - n % TOKEN_TILE;
+  if (ASC_FEATURE_SIMD) {
+    if (tiled > 0) {
+      let r: i32 = 0;
+      for (; r + ROW_TILE <= rows; r += ROW_TILE) {
+        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF16(w, x, y, r, t, rows, cols);
+      }
+      for (; r < rows; r++) {
+        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF16Row(w, x, y, r, t, rows, cols);
+      }
+    }
+    for (let t = tiled; t < n; t++) matvecF16(w, x + <usize>t * xBytes, y + <usize>t * yBytes, rows, cols);
+  } else {
+    const rowBytes = <usize>cols << 1;
+    for (let r: i32 = 0; r < rows; r++) {
+      const p = w + <usize>r * rowBytes;
+      for (let t: i32 = 0; t < n; t++) {
+        store<f32>(y + <usize>t * yBytes + (<usize>r << 2), rowDotF16Scalar(p, x + <usize>t * xBytes, 0, cols));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// f32 weights
+
+// @ts-ignore: decorator
+@inline function rowDotF32(p: usize, x: usize, cols: i32): f32 {
+  let c: i32 = 0;
+  let s: f32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    let a = f32x4.splat(0), b = f32x4.splat(0);
+    for (; c + 2 * LANES <= cols; c += 2 * LANES) {
+      const o = <usize>c << 2;
+      a = f32x4.add(a, f32x4.mul(v128.load(p + o), v128.load(x + o)));
+      b = f32x4.add(b, f32x4.mul(v128.load(p + o, 16), v128.load(x + o, 16)));
+    }
+    for (; c + LANES <= cols; c += LANES) {
+      const o = <usize>c << 2;
+      a = f32x4.add(a, f32x4.mul(v128.load(p + o), v128.load(x + o)));
+    }
+    s = hsum(f32x4.add(a, b));
+  } else {
+    let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+    for (; c + LANES <= cols; c += LANES) {
+      const o = <usize>c << 2;
+      s0 += load<f32>(p + o) * load<f32>(x + o);
+      s1 += load<f32>(p + o, 4) * load<f32>(x + o, 4);
+      s2 += load<f32>(p + o, 8) * load<f32>(x + o, 8);
+      s3 += load<f32>(p + o, 12) * load<f32>(x + o, 12);
+    }
+    s = (s0 + s1) + (s2 + s3);
+  }
+  for (; c < cols; c++) s += load<f32>(p + (<usize>c << 2)) * load<f32>(x + (<usize>c << 2));
+  return s;
+}
+
+/** y = W x, W f32 [rows][cols]. */
+export function matvecF32(w: usize, x: usize, y: usize, rows: i32, cols: i32): void {
+  const rowBytes = <usize>cols << 2;
+  for (let r: i32 = 0; r < rows; r++) store<f32>(y + (<usize>r << 2), rowDotF32(w + <usize>r * rowBytes, x, cols));
+}
+
+/** One ROW_TILE x TOKEN_TILE tile over f32 weights (SIMD). */
+// @ts-ignore: decorator
+@inline function tileF32(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32): void {
+  const xBytes = <usize>cols << 2;
+  const p0 = w + <usize>r * xBytes, p1 = p0 + xBytes;
+  const q0 = x + <usize>t * xBytes, q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0), a03 = f32x4.splat(0);
+  let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0), a13 = f32x4.splat(0);
+  let c: i32 = 0;
+  for (; c + LANES <= cols; c += LANES) {
+    const o = <usize>c << 2;
+    const u = v128.load(p0 + o), v = v128.load(p1 + o);
+    let xv = v128.load(q0 + o);
+    a00 = f32x4.add(a00, f32x4.mul(u, xv)); a10 = f32x4.add(a10, f32x4.mul(v, xv));
+    xv = v128.load(q1 + o);
+    a01 = f32x4.add(a01, f32x4.mul(u, xv)); a11 = f32x4.add(a11, f32x4.mul(v, xv));
+    xv = v128.load(q2 + o);
+    a02 = f32x4.add(a02, f32x4.mul(u, xv)); a12 = f32x4.add(a12, f32x4.mul(v, xv));
+    xv = v128.load(q3 + o);
+    a03 = f32x4.add(a03, f32x4.mul(u, xv)); a13 = f32x4.add(a13, f32x4.mul(v, xv));
+  }
+  let s00 = hsum(a00), s01 = hsum(a01), s02 = hsum(a02), s03 = hsum(a03);
+  let s10 = hsum(a10), s11 = hsum(a11), s12 = hsum(a12), s13 = hsum(a13);
+  for (; c < cols; c++) {
+    const o = <usize>c << 2;
+    const u = load<f32>(p0 + o), v = load<f32>(p1 + o);
+    let xv = load<f32>(q0 + o); s00 += u * xv; s10 += v * xv;
+    xv = load<f32>(q1 + o); s01 += u * xv; s11 += v * xv;
+    xv = load<f32>(q2 + o); s02 += u * xv; s12 += v * xv;
+    xv = load<f32>(q3 + o); s03 += u * xv; s13 += v * xv;
+  }
+  const yBytes = <usize>rows << 2;
+  const py = y + <usize>t * yBytes + (<usize>r << 2);
+  store<f32>(py, s00); store<f32>(py, s10, 4);
+  store<f32>(py + yBytes, s01); store<f32>(py + yBytes, s11, 4);
+  store<f32>(py + 2 * yBytes, s02); store<f32>(py + 2 * yBytes, s12, 4);
+  store<f32>(py + 3 * yBytes, s03); store<f32>(py + 3 * yBytes, s13, 4);
+}
+
+/** y[t] = W x[t] for n tokens; W f32 [rows][cols], x f32 [n][cols], y f32 [n][rows]. */
+export function matmulF32(w: usize, x: usize, y: usize, rows: i32, cols: i32, n: i32): void {
+  const xBytes = <usize>cols << 2, yBytes = <usize>rows << 2;
+  let t0: i32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    const tiled = n - n % TOKEN_TILE;
+    const pairRows = rows - rows % ROW_TILE;
+    if (tiled > 0 && pairRows > 0) {
+      for (let r: i32 = 0; r < pairRows; r += ROW_TILE) {
+        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF32(w, x, y, r, t, rows, cols);
+      }
+      for (let r = pairRows; r < rows; r++) {
+        const p = w + <usize>r * xBytes;
+        for (let t: i32 = 0; t < tiled; t++) store<f32>(y + <usize>t * yBytes + (<usize>r << 2), rowDotF32(p, x + <usize>t * xBytes, cols));
+      }
+      t0 = tiled;
+    }
+  }
+  for (let r: i32 = 0; r < rows; r++) {
+    const p = w + <usize>r * xBytes;
+    for (let t = t0; t < n; t++) store<f32>(y + <usize>t * yBytes + (<usize>r << 2), rowDotF32(p, x + <usize>t * xBytes, cols));
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Element-wise and per-token kernels
+
+/** RMSNorm over each of n rows of length dim: y = weight * (x * rsqrt(mean(x^2) + eps)). */
+export function rmsNormF32(x: usize, weight: usize, y: usize, dim: i32, n: i32, eps: f32): void {
+  const rowBytes = <usize>dim << 2;
+  for (let t: i32 = 0; t < n; t++) {
+    const px = x + <usize>t * rowBytes, py = y + <usize>t * rowBytes;
+    let i: i32 = 0;
+    let ss: f32 = 0;
+    if (ASC_FEATURE_SIMD) {
+      let a = f32x4.splat(0);
+      for (; i + LANES <= dim; i += LANES) {
+        const v = v128.load(px + (<usize>i << 2));
+        a = f32x4.add(a, f32x4.mul(v, v));
+      }
+      ss = hsum(a);
+    } else {
+      let s0: f32 = 0, s1: f32 = 0, s2: f32 = 0, s3: f32 = 0;
+      for (; i + LANES <= dim; i += LANES) {
+        const p = px + (<usize>i << 2);
+        const v0 = load<f32>(p), v1 = load<f32>(p, 4), v2 = load<f32>(p, 8), v3 = load<f32>(p, 12);
+        s0 += v0 * v0; s1 += v1 * v1; s2 += v2 * v2; s3 += v3 * v3;
+      }
+      ss = (s0 + s1) + (s2 + s3);
+    }
+    for (; i < dim; i++) { const v = load<f32>(px + (<usize>i << 2)); ss += v * v; }
+    const inv: f32 = <f32>1 / Mathf.sqrt(ss / <f32>dim + eps);
+    for (let j: i32 = 0; j < dim; j++) {
+      const o = <usize>j << 2;
+      store<f32>(py + o, load<f32>(weight + o) * (load<f32>(px + o) * inv));
+    }
+  }
+}
+
+/**
+ * RoPE, rotate-half convention (Hugging Face Llama): for each token t, head h and
+ * i < headDim/2, with a = f32(invFreq[i] * positions[t]):
+ *   x[i]        = x[i] cos a - x[i + d/2] sin a
+ *   x[i + d/2]  = x[i + d/2] cos a + x[i] sin a
+ */
+export function ropeRotateHalfF32(x: usize, positions: usize, invFreq: usize, n: i32, heads: i32, headDim: i32): void {
+  const half = headDim >> 1;
+  const headBytes = <usize>headDim << 2;
+  const halfBytes = <usize>half << 2;
+  for (let t: i32 = 0; t < n; t++) {
+    const pos = <f32>load<i32>(positions + (<usize>t << 2));
+    const base = x + <usize>t * <usize>heads * headBytes;
+    for (let i: i32 = 0; i < half; i++) {
+      const angle: f32 = load<f32>(invFreq + (<usize>i << 2)) * pos;
+      const c = <f32>Math.cos(<f64>angle), s = <f32>Math.sin(<f64>angle);
+      for (let h: i32 = 0; h < heads; h++) {
+        const p = base + <usize>h * headBytes + (<usize>i << 2);
+        const x1 = load<f32>(p), x2 = load<f32>(p + halfBytes);
+        store<f32>(p, x1 * c - x2 * s);
+        store<f32>(p + halfBytes, x2 * c + x1 * s);
+      }
+    }
+  }
+}
+
+/** out = silu(gate) * up, silu(g) = g / (1 + e^-g). */
+export function swigluF32(gate: usize, up: usize, out: usize, len: i32): void {
+  for (let i: i32 = 0; i < len; i++) {
+    const o = <usize>i << 2;
+    const g = load<f32>(gate + o);
+    store<f32>(out + o, (g / (<f32>1 + Mathf.exp(-g))) * load<f32>(up + o));
+  }
+}
+
+/** y += x (the residual stream). */
+export function addF32(y: usize, x: usize, len: i32): void {
+  let i: i32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; i + LANES <= len; i += LANES) {
+      const o = <usize>i << 2;
+      v128.store(y + o, f32x4.add(v128.load(y + o), v128.load(x + o)));
+    }
+  }
+  for (; i < len; i++) {
+    const o = <usize>i << 2;
+    store<f32>(y + o, load<f32>(y + o) + load<f32>(x + o));
+  }
+}
+
+/** Index of the first maximum of x[0..n) (NaN entries skipped); -1 when all are NaN. */
+export function argmaxF32(x: usize, n: i32): i32 {
+  let best: i32 = -1;
+  let m: f32 = -Infinity;
+  for (let i: i32 = 0; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    if (v > m || (best < 0 && v == m)) { m = v; best = i; }
+  }
+  return best;
+}
+
+/** out[t] = f32(table[ids[t]]): embedding lookup from f16 rows [vocab][dim]. */
+export function embedF16(table: usize, ids: usize, n: i32, dim: i32, out: usize): void {
+  for (let t: i32 = 0; t < n; t++) {
+    const src = table + <usize>load<i32>(ids + (<usize>t << 2)) * (<usize>dim << 1);
+    const dst = out + <usize>t * (<usize>dim << 2);
+    for (let j: i32 = 0; j < dim; j++) store<f32>(dst + (<usize>j << 2), w1(src + (<usize>j << 1)));
+  }
+}
+
+/** out[t] = table[ids[t]]: embedding lookup from f32 rows [vocab][dim]. */
+export function embedF32(table: usize, ids: usize, n: i32, dim: i32, out: usize): void {
+  const rowBytes = <usize>dim << 2;
+  for (let t: i32 = 0; t < n; t++) {
+    memory.copy(out + <usize>t * rowBytes, table + <usize>load<i32>(ids + (<usize>t << 2)) * rowBytes, rowBytes);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function dotHead(a: usize, b: usize, d: i32): f32 {
+  let i: i32 = 0;
+  let s: f32 = 0;
+  if (ASC_FEATURE_SIMD) {
+    let acc = f32x4.splat(0);
+    for (; i + LANES <= d; i += LANES) acc = f32x4.add(acc, f32x4.mul(v128.load(a + (<usize>i << 2)), v128.load(b + (<usize>i << 2))));
+    s = hsum(acc);
+  }
+  for (; i < d; i++) s += load<f32>(a + (<usize>i << 2)) * load<f32>(b + (<usize>i << 2));
+  return s;
+}
+
+/**
+ * Exact attention of one query token: out[h] = sum_t softmax_t(scale * q[h].k[t][g]) v[t][g],
+ * g = h / (qHeads / kvHeads); K and V token-major [len][kvHeads][headDim].
+ */
+export function attendExactF32(q: usize, k: usize, v: usize, len: i32, qHeads: i32, kvHeads: i32, headDim: i32, scale: f32, scores: usize, out: usize): void {
+  const group = qHeads / kvHeads;
+  const headBytes = <usize>headDim << 2;
+  const tokenBytes = <usize>kvHeads * headBytes;
+  for (let h: i32 = 0; h < qHeads; h++) {
+    const g = h / group;
+    const qh = q + <usize>h * headBytes;
+    const kg = k + <usize>g * headBytes, vg = v + <usize>g * headBytes;
+    let m: f32 = -Infinity;
+    for (let t: i32 = 0; t < len; t++) {
+      const s = dotHead(qh, kg + <usize>t * tokenBytes, headDim) * scale;
+      store<f32>(scores + (<usize>t << 2), s);
+      if (s > m) m = s;
+    }
+    let sum: f32 = 0;
+    for (let t: i32 = 0; t < len; t++) {
+      const p = scores + (<usize>t << 2);
+      const e = Mathf.exp(load<f32>(p) - m);
+      store<f32>(p, e);
+      sum += e;
+    }
+    const inv: f32 = <f32>1 / sum;
+    const oh = out + <usize>h * headBytes;
+    memory.fill(oh, 0, headBytes);
+    for (let t: i32 = 0; t < len; t++) {
+      const pt = load<f32>(scores + (<usize>t << 2)) * inv;
+      const vt = vg + <usize>t * tokenBytes;
+      let i: i32 = 0;
+      if (ASC_FEATURE_SIMD) {
+        const pv = f32x4.splat(pt);
+        for (; i + LANES <= headDim; i += LANES) {
+          const o = <usize>i << 2;
+          v128.store(oh + o, f32x4.add(v128.load(oh + o), f32x4.mul(pv, v128.load(vt + o))));
+        }
+      }
+      for (; i < headDim; i++) {
+        const o = <usize>i << 2;
+        store<f32>(oh + o, load<f32>(oh + o) + pt * load<f32>(vt + o));
+      }
+    }
+  }
+}
