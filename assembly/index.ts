@@ -9,6 +9,7 @@ export { hammingRows } from './kernels/popcount';
 export { quantKeys, dequantKeys, quantValues, dequantValues, qdotKeys, qaxpyValues, packPage, unpackPage } from './kernels/quant';
 export { attnInit, attendPages, attnFinish, probsFromLogits } from './kernels/attention';
 export * from './kernels/matmul';
+export { walkBlock, walkGram, walkExp, walkRandom, walkScratchBytes } from './kernels/walk';
 
 /** First byte the host's arena may use (after static data). */
 export function heapBase(): usize { return __heap_base; }

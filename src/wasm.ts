@@ -45,6 +45,12 @@ export interface KernelExports {
   embedF16(table: number, ids: number, n: number, dim: number, out: number): void;
   embedF32(table: number, ids: number, n: number, dim: number, out: number): void;
   attendExactF32(q: number, k: number, v: number, len: number, qHeads: number, kvHeads: number, headDim: number, scale: number, scores: number, out: number): void;
+  // BalanceKV walk (assembly/kernels/walk.ts; host wrapper src/balancekv/walk.ts)
+  walkScratchBytes(B: number, d: number): number;
+  walkBlock(kRows: number, vRows: number, wts: number, anchors: number, n: number, B: number, d: number, flags: number, scale: number, beta: number, logGamma: number, c0: number, rngKey: number, indexBase: number, scratch: number, signs: number): number;
+  walkGram(kRows: number, vRows: number, wts: number, n: number, B: number, d: number, flags: number, scale: number, c0: number, scratch: number, outA: number, outW: number): void;
+  walkExp(src: number, dst: number, n: number): void;
+  walkRandom(rngKey: number, indexBase: number, n: number, dst: number): void;
   // Further kernels (model runner, walk, popcount) are added by their files.
   [name: string]: unknown;
 }
