@@ -1,9 +1,9 @@
-// Asymmetric group quantization in the two KIVI layouts, page pack/unpack, and the
-// fused dequantize-dot / dequantize-axpy used by attention. STUB: owned by the
-// formats-and-attention helper. Layout: see layout.ts.
+// Asymmetric group quantization in the two KIVI layouts (arXiv 2402.02750), page
+// pack/unpack, and the fused dequantize-dot / dequantize-axpy used by attention.
+// Page layout: see layout.ts.
 //
 // quantKeys(src: f32[n][d], n, d, bits, codes: u8[n][R], scale: f16[d], min: f16[d])
-//     per channel over the n tokens (n <= PAGE_TOKENS).
+//     per channel over the n tokens (1 <= n <= PAGE_TOKENS).
 // dequantKeys(codes, scale, min, n, d, bits, dst: f32[n][d])
 // quantValues(src: f32[n][d], n, d, vg, bits, codes: u8[n][R], scale: f16[n][d/vg], min: f16[n][d/vg])
 // dequantValues(codes, scale, min, n, d, vg, bits, dst: f32[n][d])
@@ -11,11 +11,329 @@
 // qaxpyValues(codes, scale, min, n, d, vg, bits, p: f32[n], out: f32[d])  out += sum_t p[t] v^_t
 // packPage(format, d, vg, count, k: f32[count][d], v: f32[count][d], logW: f32[count], pos: i32[count], page)
 // unpackPage(format, d, vg, count, page, k, v, logW, pos)   any destination pointer may be 0 (skipped)
-export function quantKeys(src: usize, n: i32, d: i32, bits: i32, codes: usize, scale: usize, min: usize): void { unreachable(); }
-export function dequantKeys(codes: usize, scale: usize, min: usize, n: i32, d: i32, bits: i32, dst: usize): void { unreachable(); }
-export function quantValues(src: usize, n: i32, d: i32, vg: i32, bits: i32, codes: usize, scale: usize, min: usize): void { unreachable(); }
-export function dequantValues(codes: usize, scale: usize, min: usize, n: i32, d: i32, vg: i32, bits: i32, dst: usize): void { unreachable(); }
-export function qdotKeys(codes: usize, scale: usize, min: usize, n: i32, d: i32, bits: i32, q: usize, out: usize): void { unreachable(); }
-export function qaxpyValues(codes: usize, scale: usize, min: usize, n: i32, d: i32, vg: i32, bits: i32, p: usize, out: usize): void { unreachable(); }
-export function packPage(format: i32, d: i32, vg: i32, count: i32, k: usize, v: usize, logW: usize, pos: usize, page: usize): void { unreachable(); }
-export function unpackPage(format: i32, d: i32, vg: i32, count: i32, page: usize, k: usize, v: usize, logW: usize, pos: usize): void { unreachable(); }
+//
+// Preconditions (checked by the host): d % 8 == 0, d <= MAX_HEAD_DIM; vg divides d and
+// vg % 4 == 0; bits in {2, 4, 8}; 0 <= count <= PAGE_TOKENS (n >= 1 for quant*);
+// every input value finite with |x| <= 65504 (the f16 range: scales and minima are f16).
+//
+// Quantization of one group with minimum mn and maximum mx (L = 2^bits - 1 levels):
+//   minH   = mn rounded DOWN to f16,  scaleH = (mx - minH) / L rounded UP to f16,
+//   code   = clamp(round_even((x - minH) / scaleH), 0, L)     (code = 0 when scaleH == 0)
+//   x^     = minH + scaleH * code.
+// Because the stored (rounded) minimum and scale are the ones used to pick the code,
+// every x lies in [minH, minH + L*scaleH] and |x - x^| <= scaleH / 2 (up to f32 rounding).
+//
+// Code packing inside a row of R = d*bits/8 bytes: byte j holds channel j + s*R in bits
+// [s*bits, (s+1)*bits), s = 0 .. 8/bits - 1.
+//
+// Pages keep unused slots (count .. PAGE_TOKENS-1) zeroed, so a page's bytes depend only
+// on its entries (snapshots are deterministic).
+// builtins renamed because kernels take a parameter called `min` (the ABI's name)
+// @ts-ignore: decorator
+@inline function fmin<T>(a: T, b: T): T { return min<T>(a, b); }
+// @ts-ignore: decorator
+@inline function fmax<T>(a: T, b: T): T { return max<T>(a, b); }
+
+import {
+  PAGE_TOKENS, PAYLOAD_OFFSET, FMT_F32, FMT_F16, formatBits, rowBytes,
+  kScaleOff, kMinOff, kCodesOff, vScaleOff, vMinOff, vCodesOff,
+} from './layout';
+
+/** Largest head dim the kernels accept (scratch buffers are sized by it). */
+export const MAX_HEAD_DIM: i32 = 256;
+
+// ---------------------------------------------------------------------------------
+// binary16 helpers (self-contained: quant/attention do not depend on f16.ts)
+
+/** 2^112 as f32: scales a binary16 magnitude placed at bit 13 of a binary32 to its value. */
+export const F16_TO_F32_SCALE: f32 = 5.192296858534828e33;
+const F16_EXP_MASK: u32 = 0x7c00;
+const F16_SIGN: u32 = 0x8000;
+const F16_INF_NAN_F32: u32 = 0x7f800000;
+
+/** Exact binary16 -> binary32 (Inf and NaN kept). */
+// @ts-ignore: decorator
+@inline export function halfToFloat(h: u32): f32 {
+  const sign = (h & F16_SIGN) << 16;
+  const mag = h & 0x7fff;
+  if (mag >= F16_EXP_MASK) return reinterpret<f32>(sign | F16_INF_NAN_F32 | ((mag & 0x3ff) << 13));
+  const f = reinterpret<f32>(mag << 13) * F16_TO_F32_SCALE;
+  return reinterpret<f32>(reinterpret<u32>(f) | sign);
+}
+
+/** binary32 -> binary16, round to nearest even; overflow -> Inf; NaN kept (quiet). */
+export function floatToHalf(f: f32): u32 {
+  const x = reinterpret<u32>(f);
+  const sign = (x >> 16) & F16_SIGN;
+  let a = x & 0x7fffffff;
+  if (a >= F16_INF_NAN_F32) return sign | F16_EXP_MASK | (a > F16_INF_NAN_F32 ? 0x200 : 0);
+  if (a >= 0x477ff000) return sign | F16_EXP_MASK; // >= 65520 rounds to Inf
+  if (a < 0x38800000) {
+    // below 2^-14: f16 subnormal. Adding 0.5 puts the f16 ulp (2^-24) at the f32 ulp of 0.5,
+    // so the hardware's round-to-nearest-even does the rounding.
+    const v = reinterpret<f32>(a) + 0.5;
+    return sign | (reinterpret<u32>(v) - 0x3f000000);
+  }
+  a += 0xc8000000; // rebias exponent 127 -> 15
+  a += 0xfff + ((a >> 13) & 1);
+  return sign | (a >> 13);
+}
+
+/** Largest binary16 <= x (x finite, |x| <= 65504). */
+export function halfDown(x: f32): u32 {
+  let h = floatToHalf(x);
+  if (halfToFloat(h) > x) {
+    if (h & F16_SIGN) h += 1;      // negative: one step away from zero
+    else if (h == 0) h = 0x8001;   // +0 -> -smallest subnormal
+    else h -= 1;
+  }
+  return h;
+}
+
+/** Smallest binary16 >= x (x finite, 0 <= x <= 65504). */
+export function halfUp(x: f32): u32 {
+  let h = floatToHalf(x);
+  if (halfToFloat(h) < x) {
+    if (h == F16_SIGN) h = 1;
+    else if (h & F16_SIGN) h -= 1;
+    else h += 1;
+  }
+  return h;
+}
+
+// ---------------------------------------------------------------------------------
+// One group: min/max -> stored f16 min and scale, and the quantizer
+
+/** Writes minH and scaleH (f16) for a group with minimum mn and maximum mx; returns nothing. */
+// @ts-ignore: decorator
+@inline function groupParams(mn: f32, mx: f32, levels: i32, scalePtr: usize, minPtr: usize): void {
+  const minH = halfDown(mn);
+  const minF = halfToFloat(minH);
+  const scaleH = mx > minF ? halfUp((mx - minF) / <f32>levels) : 0;
+  store<u16>(minPtr, <u16>minH);
+  store<u16>(scalePtr, <u16>scaleH);
+}
+
+// @ts-ignore: decorator
+@inline function quantize(x: f32, minF: f32, inv: f32, levels: i32): i32 {
+  let c = <i32>nearest((x - minF) * inv);
+  if (c < 0) c = 0;
+  if (c > levels) c = levels;
+  return c;
+}
+
+/** Reciprocal of a stored scale, 0 for a constant group. */
+// @ts-ignore: decorator
+@inline function invScale(scaleF: f32): f32 {
+  return scaleF > 0 ? <f32>1.0 / scaleF : 0;
+}
+
+/** Code of channel c in a packed row (R bytes, `bits` per code). */
+// @ts-ignore: decorator
+@inline export function codeAt(row: usize, c: i32, R: i32, bits: i32): i32 {
+  const s = c / R;
+  return (<i32>load<u8>(row + <usize>(c - s * R)) >> (s * bits)) & ((1 << bits) - 1);
+}
+
+// ---------------------------------------------------------------------------------
+// Keys: per channel over the tokens
+
+/** Quantize keys `src: f32[n][d]` per channel (KIVI key layout). */
+export function quantKeys(src: usize, n: i32, d: i32, bits: i32, codes: usize, scale: usize, min: usize): void {
+  const levels = (1 << bits) - 1;
+  const R = rowBytes(d, bits);
+  memory.fill(codes, 0, <usize>(n * R));
+  for (let c = 0; c < d; c++) {
+    let mn = load<f32>(src + (<usize>c << 2));
+    let mx = mn;
+    for (let t = 1; t < n; t++) {
+      const x = load<f32>(src + (<usize>(t * d + c) << 2));
+      mn = fmin<f32>(mn, x);
+      mx = fmax<f32>(mx, x);
+    }
+    groupParams(mn, mx, levels, scale + (<usize>c << 1), min + (<usize>c << 1));
+    const minF = halfToFloat(load<u16>(min + (<usize>c << 1)));
+    const inv = invScale(halfToFloat(load<u16>(scale + (<usize>c << 1))));
+    const s = c / R;
+    const byteOff = <usize>(c - s * R);
+    const shift = s * bits;
+    for (let t = 0; t < n; t++) {
+      const code = quantize(load<f32>(src + (<usize>(t * d + c) << 2)), minF, inv, levels);
+      const p = codes + <usize>(t * R) + byteOff;
+      store<u8>(p, load<u8>(p) | <u8>(code << shift));
+    }
+  }
+}
+
+/** Dequantize keys to `dst: f32[n][d]`. */
+export function dequantKeys(codes: usize, scale: usize, min: usize, n: i32, d: i32, bits: i32, dst: usize): void {
+  const R = rowBytes(d, bits);
+  for (let t = 0; t < n; t++) {
+    const row = codes + <usize>(t * R);
+    for (let c = 0; c < d; c++) {
+      const sF = halfToFloat(load<u16>(scale + (<usize>c << 1)));
+      const mF = halfToFloat(load<u16>(min + (<usize>c << 1)));
+      store<f32>(dst + (<usize>(t * d + c) << 2), mF + sF * <f32>codeAt(row, c, R, bits));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Values: per token over groups of vg channels
+
+/** Quantize values `src: f32[n][d]` per token over groups of vg channels (KIVI value layout). */
+export function quantValues(src: usize, n: i32, d: i32, vg: i32, bits: i32, codes: usize, scale: usize, min: usize): void {
+  const levels = (1 << bits) - 1;
+  const R = rowBytes(d, bits);
+  const ng = d / vg;
+  memory.fill(codes, 0, <usize>(n * R));
+  for (let t = 0; t < n; t++) {
+    const x0 = src + (<usize>(t * d) << 2);
+    const row = codes + <usize>(t * R);
+    for (let g = 0; g < ng; g++) {
+      const c0 = g * vg;
+      let mn = load<f32>(x0 + (<usize>c0 << 2));
+      let mx = mn;
+      for (let c = c0 + 1; c < c0 + vg; c++) {
+        const x = load<f32>(x0 + (<usize>c << 2));
+        mn = fmin<f32>(mn, x);
+        mx = fmax<f32>(mx, x);
+      }
+      const gp = <usize>((t * ng + g) << 1);
+      groupParams(mn, mx, levels, scale + gp, min + gp);
+      const minF = halfToFloat(load<u16>(min + gp));
+      const inv = invScale(halfToFloat(load<u16>(scale + gp)));
+      for (let c = c0; c < c0 + vg; c++) {
+        const code = quantize(load<f32>(x0 + (<usize>c << 2)), minF, inv, levels);
+        const s = c / R;
+        const p = row + <usize>(c - s * R);
+        store<u8>(p, load<u8>(p) | <u8>(code << (s * bits)));
+      }
+    }
+  }
+}
+
+/** Dequantize values to `dst: f32[n][d]`. */
+export function dequantValues(codes: usize, scale: usize, min: usize, n: i32, d: i32, vg: i32, bits: i32, dst: usize): void {
+  const R = rowBytes(d, bits);
+  const ng = d / vg;
+  for (let t = 0; t < n; t++) {
+    const row = codes + <usize>(t * R);
+    for (let c = 0; c < d; c++) {
+      const gp = <usize>((t * ng + c / vg) << 1);
+      const sF = halfToFloat(load<u16>(scale + gp));
+      const mF = halfToFloat(load<u16>(min + gp));
+      store<f32>(dst + (<usize>(t * d + c) << 2), mF + sF * <f32>codeAt(row, c, R, bits));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Fused dequantize-dot / dequantize-axpy (no float copy of the codes is built)
+
+/** Scratch for qdotKeys: q_c * scale_c. */
+const QS_SCRATCH: usize = memory.data(MAX_HEAD_DIM * 4);
+
+/**
+ * out[t] = <q, k^_t> for the n quantized keys, computed as
+ * sum_c q_c*min_c + sum_c (q_c*scale_c) * code_tc (the per-channel products once per call).
+ */
+export function qdotKeys(codes: usize, scale: usize, min: usize, n: i32, d: i32, bits: i32, q: usize, out: usize): void {
+  const R = rowBytes(d, bits);
+  let qm: f32 = 0;
+  for (let c = 0; c < d; c++) {
+    const qc = load<f32>(q + (<usize>c << 2));
+    qm += qc * halfToFloat(load<u16>(min + (<usize>c << 1)));
+    store<f32>(QS_SCRATCH + (<usize>c << 2), qc * halfToFloat(load<u16>(scale + (<usize>c << 1))));
+  }
+  for (let t = 0; t < n; t++) {
+    const row = codes + <usize>(t * R);
+    let acc: f32 = 0;
+    for (let c = 0; c < d; c++) acc += load<f32>(QS_SCRATCH + (<usize>c << 2)) * <f32>codeAt(row, c, R, bits);
+    store<f32>(out + (<usize>t << 2), qm + acc);
+  }
+}
+
+/** out[c] += sum_t p[t] * v^_t[c] for the n quantized values. */
+export function qaxpyValues(codes: usize, scale: usize, min: usize, n: i32, d: i32, vg: i32, bits: i32, p: usize, out: usize): void {
+  const R = rowBytes(d, bits);
+  const ng = d / vg;
+  for (let t = 0; t < n; t++) {
+    const pt = load<f32>(p + (<usize>t << 2));
+    if (pt == 0) continue;
+    const row = codes + <usize>(t * R);
+    for (let g = 0; g < ng; g++) {
+      const gp = <usize>((t * ng + g) << 1);
+      const a = pt * halfToFloat(load<u16>(scale + gp));
+      const b = pt * halfToFloat(load<u16>(min + gp));
+      for (let c = g * vg; c < (g + 1) * vg; c++) {
+        const o = out + (<usize>c << 2);
+        store<f32>(o, load<f32>(o) + (b + a * <f32>codeAt(row, c, R, bits)));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Pages
+
+/** f32[n] -> f16[n], round to nearest even. */
+export function convertToHalf(src: usize, dst: usize, n: i32): void {
+  for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>floatToHalf(load<f32>(src + (<usize>i << 2))));
+}
+
+/** f16[n] -> f32[n], exact. */
+export function convertFromHalf(src: usize, dst: usize, n: i32): void {
+  for (let i = 0; i < n; i++) store<f32>(dst + (<usize>i << 2), halfToFloat(load<u16>(src + (<usize>i << 1))));
+}
+
+/**
+ * Write one page of `format` from `count` entries: keys and values `f32[count][d]`,
+ * log-weights `f32[count]`, positions `i32[count]`. Unused slots are zeroed.
+ */
+export function packPage(format: i32, d: i32, vg: i32, count: i32, k: usize, v: usize, logW: usize, pos: usize, page: usize): void {
+  memory.fill(page, 0, PAYLOAD_OFFSET);
+  memory.copy(page, logW, <usize>count << 2);
+  memory.copy(page + (PAGE_TOKENS << 2), pos, <usize>count << 2);
+  const payload = page + PAYLOAD_OFFSET;
+  const plane = PAGE_TOKENS * d;
+  if (format == FMT_F32) {
+    memory.fill(payload, 0, <usize>(2 * plane) << 2);
+    memory.copy(payload, k, <usize>(count * d) << 2);
+    memory.copy(payload + (<usize>plane << 2), v, <usize>(count * d) << 2);
+  } else if (format == FMT_F16) {
+    memory.fill(payload, 0, <usize>(2 * plane) << 1);
+    convertToHalf(k, payload, count * d);
+    convertToHalf(v, payload + (<usize>plane << 1), count * d);
+  } else {
+    const bits = formatBits(format);
+    const R = rowBytes(d, bits);
+    const end = vCodesOff(d, bits, vg) + PAGE_TOKENS * R;
+    memory.fill(page + PAYLOAD_OFFSET, 0, <usize>(end - PAYLOAD_OFFSET));
+    if (count == 0) return;
+    quantKeys(k, count, d, bits, page + kCodesOff(d), page + kScaleOff(), page + kMinOff(d));
+    quantValues(v, count, d, vg, bits, page + vCodesOff(d, bits, vg), page + vScaleOff(d, bits), page + vMinOff(d, bits, vg));
+  }
+}
+
+/**
+ * Read one page back: keys/values `f32[count][d]` (dequantized for packed formats),
+ * log-weights, positions. Any destination pointer may be 0 (skipped).
+ */
+export function unpackPage(format: i32, d: i32, vg: i32, count: i32, page: usize, k: usize, v: usize, logW: usize, pos: usize): void {
+  if (logW) memory.copy(logW, page, <usize>count << 2);
+  if (pos) memory.copy(pos, page + (PAGE_TOKENS << 2), <usize>count << 2);
+  const payload = page + PAYLOAD_OFFSET;
+  const plane = PAGE_TOKENS * d;
+  if (format == FMT_F32) {
+    if (k) memory.copy(k, payload, <usize>(count * d) << 2);
+    if (v) memory.copy(v, payload + (<usize>plane << 2), <usize>(count * d) << 2);
+  } else if (format == FMT_F16) {
+    if (k) convertFromHalf(payload, k, count * d);
+    if (v) convertFromHalf(payload + (<usize>plane << 1), v, count * d);
+  } else {
+    const bits = formatBits(format);
+    if (k) dequantKeys(page + kCodesOff(d), page + kScaleOff(), page + kMinOff(d), count, d, bits, k);
+    if (v) dequantValues(page + vCodesOff(d, bits, vg), page + vScaleOff(d, bits), page + vMinOff(d, bits, vg), count, d, vg, bits, v);
+  }
+}
