@@ -11,6 +11,8 @@ import { createEngine, type Engine } from '../../src/engine.ts';
 import { FORMATS, FORMAT_CODE, PAGE_TOKENS, pageBytes, type Format } from '../../src/formats.ts';
 import { ERROR_BUDGETS } from '../../src/reference/quant.ts';
 import * as refAttn from '../../src/reference/attention.ts';
+import { attend, packLane } from '../../src/ops/attention.ts';
+import { EdgeKVError } from '../../src/errors.ts';
 
 const test = suite('kernels/attention');
 
@@ -293,6 +295,101 @@ test('large logits do not overflow (running max)', () => {
     assert.ok(Math.abs(r.lse[0] - want.lse[0]) <= 1e-5 * Math.abs(want.lse[0]), `${format}: lse ${r.lse[0]} vs ${want.lse[0]}`);
     lane.free();
   }
+});
+
+test('ops: packLane + attend match the reference; read() returns the stored entries', () => {
+  const d = 64, G = 4, n = 77;
+  const data = entries(21, n, d);
+  const q = gauss(rng(22), G * d);
+  for (const e of engines) for (const format of FORMATS) {
+    const before = e.arena.bytesInUse;
+    const lane = packLane(e, { format, headDim: d, keys: data.k, values: data.v, logWeights: data.logW });
+    assert.is(lane.length, n);
+    assert.is(lane.bytes, Math.ceil(n / PAGE_TOKENS) * pageBytes(format, d, 32));
+    const r = attend(e, lane, q, { lse: true, logits: true, probabilities: true });
+    const back = lane.read();
+    assert.equal(Array.from(back.positions), Array.from({ length: n }, (_, i) => i));
+    const want = refAttn.attention(q, G, d, back.keys, back.values, back.logWeights, n, 1 / Math.sqrt(d));
+    assert.ok(relErr(r.out, want.out) <= 2e-5, `${format}: out`);
+    assert.ok(maxAbs(r.lse!, want.lse) <= 1e-4, `${format}: lse`);
+    assert.ok(maxAbs(r.logits!, want.logits) <= 1e-4, `${format}: logits`);
+    assert.ok(maxAbs(r.probabilities!, want.probs) <= 1e-5, `${format}: probabilities`);
+    const exact = refAttn.attention(q, G, d, data.k, data.v, data.logW, n, 1 / Math.sqrt(d));
+    assert.ok(relErr(r.out, exact.out) <= ERROR_BUDGETS[format].attentionRel, `${format}: budget`);
+    // two tiers through the wrapper
+    const half = 40;
+    const t1 = packLane(e, { format: 'f16', headDim: d, keys: data.k.subarray(0, half * d), values: data.v.subarray(0, half * d), logWeights: data.logW.subarray(0, half) });
+    const t2 = packLane(e, { format, headDim: d, keys: data.k.subarray(half * d), values: data.v.subarray(half * d), logWeights: data.logW.subarray(half) });
+    const r2 = attend(e, [t1, t2], q, { probabilities: true });
+    assert.ok(relErr(r2.out, exact.out) <= Math.max(ERROR_BUDGETS.f16.attentionRel, ERROR_BUDGETS[format].attentionRel), `${format}: tiers`);
+    assert.is(r2.probabilities!.length, G * n);
+    lane.dispose(); t1.dispose(); t2.dispose(); lane.dispose();
+    assert.is(e.arena.bytesInUse, before, 'every byte given back');
+  }
+});
+
+test('ops: bad input throws EdgeKVError naming the argument, and changes nothing', () => {
+  const e = engines[0];
+  const d = 64;
+  const k = new Float32Array(3 * d), v = new Float32Array(3 * d);
+  const good = { format: 'int4' as Format, headDim: d, keys: k, values: v };
+  const before = e.arena.bytesInUse;
+  const bad: [string, unknown, string][] = [
+    ['format', { ...good, format: 'int3' }, 'options.format'],
+    ['headDim', { ...good, headDim: 60 }, 'options.headDim'],
+    ['headDim big', { ...good, headDim: 512 }, 'options.headDim'],
+    ['valueGroup', { ...good, valueGroup: 24 }, 'options.valueGroup'],
+    ['keys shape', { ...good, keys: new Float32Array(3 * d + 1) }, 'options.keys'],
+    ['values shape', { ...good, values: new Float32Array(2 * d) }, 'options.values'],
+    ['keys NaN', { ...good, keys: Float32Array.from(k).fill(NaN, 5, 6) }, 'options.keys'],
+    ['f16 range', { ...good, values: Float32Array.from(v).fill(1e5, 7, 8) }, 'options.values[7]'],
+    ['logW NaN', { ...good, logWeights: new Float32Array([0, NaN, 0]) }, 'options.logWeights'],
+    ['logW +inf', { ...good, logWeights: new Float32Array([0, Infinity, 0]) }, 'options.logWeights'],
+    ['positions', { ...good, positions: new Int32Array(2) }, 'options.positions'],
+    ['unknown option', { ...good, fromat: 'f16' }, 'options.fromat'],
+    ['keys type', { ...good, keys: [1, 2] }, 'options.keys'],
+  ];
+  for (const [name, opts, arg] of bad) {
+    try {
+      packLane(e, opts as never);
+      assert.unreachable(name);
+    } catch (err) {
+      assert.instance(err, EdgeKVError, name);
+      assert.is((err as EdgeKVError).argument, arg, name);
+    }
+  }
+  // f32 accepts large values
+  packLane(e, { ...good, format: 'f32', values: Float32Array.from(v).fill(1e5, 7, 8) }).dispose();
+  const lane = packLane(e, good);
+  const q = new Float32Array(4 * d);
+  const badAttend: [string, () => unknown, string][] = [
+    ['queries shape', () => attend(e, lane, new Float32Array(d + 1)), 'queries'],
+    ['queries empty', () => attend(e, lane, new Float32Array(0)), 'queries'],
+    ['group too big', () => attend(e, lane, new Float32Array(33 * d)), 'queries'],
+    ['queries inf', () => attend(e, lane, new Float32Array(d).fill(Infinity)), 'queries'],
+    ['scale', () => attend(e, lane, q, { scale: NaN }), 'options.scale'],
+    ['out', () => attend(e, lane, q, { out: new Float32Array(3) }), 'options.out'],
+    ['lse flag', () => attend(e, lane, q, { lse: 1 as never }), 'options.lse'],
+    ['no lanes', () => attend(e, [], q), 'lanes'],
+    ['not a lane', () => attend(e, [{}] as never, q), 'lanes[0]'],
+    ['engine', () => attend({} as never, lane, q), 'engine'],
+    ['option', () => attend(e, lane, q, { sclae: 1 } as never), 'options.sclae'],
+  ];
+  for (const [name, fn, arg] of badAttend) {
+    try {
+      fn();
+      assert.unreachable(name);
+    } catch (err) {
+      assert.instance(err, EdgeKVError, name);
+      assert.is((err as EdgeKVError).argument, arg, name);
+    }
+  }
+  const other = packLane(e, { ...good, headDim: 128, keys: new Float32Array(128), values: new Float32Array(128) });
+  assert.throws(() => attend(e, [lane, other], q), (err: unknown) => err instanceof EdgeKVError && err.code === 'E_SHAPE');
+  other.dispose();
+  lane.dispose();
+  assert.throws(() => attend(e, lane, q), (err: unknown) => err instanceof EdgeKVError && err.code === 'E_STATE');
+  assert.is(e.arena.bytesInUse, before);
 });
 
 test.run();
