@@ -1,0 +1,625 @@
+/**
+ * `WebGPUAttention`: decode attention over GPU-resident lanes of pages.
+ *
+ * KV stays on the GPU. Each format has a page pool: a few large storage buffers
+ * ("chunks", each at most the device's binding limit) cut into fixed page slots.
+ * `writePage` copies one page into one slot with `queue.writeBuffer`; nothing else
+ * is uploaded. A chunk that fills grows by doubling with a GPU-side copy
+ * (`copyBufferToBuffer`), and past the chunk cap a new chunk is added. Per call only
+ * the queries (and, when a lane's pages changed since the last call over the same
+ * lanes, its page table: 8 bytes per page, like FlashInfer's `plan`) are written.
+ *
+ * `attend(lanes, q)` runs split-K decode attention (see `wgsl.ts`) over each lane's
+ * pages in page order, with the lane's G query heads, and returns `out [lanes][G][d]`
+ * and `lse [lanes][G]`, in one submit and one read-back.
+ */
+import { EdgeKVError, argError, checkF32, checkInt, checkKeys, checkNum, checkOneOf, shapeError } from '../errors.ts';
+import { FORMATS, PAGE_TOKENS, SUPPORTED_HEAD_DIMS, defaultValueGroup, pageBytes } from '../formats.ts';
+import type { Format } from '../formats.ts';
+import { BufferUsage, MAP_MODE_READ, SHADER_STAGE_COMPUTE } from './gpu-types.ts';
+import type { GpuBindGroupLayout, GpuBuffer, GpuComputePipeline, GpuDevice, GpuError } from './gpu-types.ts';
+import { WebGPUContext, createWebGPUContext } from './device.ts';
+import type { WebGPUContextOptions } from './device.ts';
+import { PARAMS_STRIDE, WORKGROUP_SIZE, attentionShader, attentionWorkgroupBytes, mergeShader, partialStride } from './wgsl.ts';
+import type { AttentionResult } from './pagecodec.ts';
+
+/** Largest GQA group (query heads per KV head) accepted. */
+export const MAX_GROUP_SIZE = 64;
+/** Default cap of one pool chunk (bytes); lowered to the device's binding limit. */
+export const DEFAULT_CHUNK_BYTES = 256 * 1024 * 1024;
+/** Page slots a new chunk starts with (it doubles as it fills). */
+export const INITIAL_CHUNK_PAGES = 64;
+/** Default number of splits (workgroups) one lane's pages are cut into. */
+export const DEFAULT_TARGET_SPLITS = 256;
+/** Page-table caches kept (one per distinct lane list, e.g. one per layer). */
+const PLAN_CACHE_SIZE = 256;
+
+export interface WebGPUAttentionOptions extends WebGPUContextOptions {
+  /** Share an existing context (device) instead of creating one. */
+  context?: WebGPUContext;
+  /** Head dimension d; one of `SUPPORTED_HEAD_DIMS`. */
+  headDim: number;
+  /** Query heads per KV head (GQA group size G), 1..64. */
+  groupSize: number;
+  /** Channels per value quantization group of packed pages; default `min(32, headDim)`. */
+  valueGroup?: number;
+  /** Cap of one pool chunk in bytes; default 256 MiB, lowered to the device's limits. */
+  chunkBytes?: number;
+  /** Splits (workgroups) per lane; default 256. More splits: more parallelism, a larger merge. */
+  targetSplits?: number;
+}
+
+const ATTENTION_OPTIONS = ['gpu', 'device', 'powerPreference', 'onNotice', 'context', 'headDim', 'groupSize', 'valueGroup', 'chunkBytes', 'targetSplits'] as const;
+
+interface Slot { format: Format; chunk: number; index: number; count: number }
+interface Lane { pages: Slot[]; version: number }
+
+class PagePool {
+  readonly format: Format;
+  readonly pageBytes: number;
+  readonly maxPages: number;
+  chunks: GpuBuffer[] = [];
+  capacity: number[] = [];
+  used: number[] = [];
+  free: Array<[number, number]> = [];
+  constructor(format: Format, pb: number, maxPages: number) {
+    this.format = format;
+    this.pageBytes = pb;
+    this.maxPages = maxPages;
+  }
+  get allocatedBytes(): number {
+    let n = 0;
+    for (const c of this.capacity) n += c * this.pageBytes;
+    return n;
+  }
+}
+
+interface Dispatch { format: Format; chunk: number; splitOffset: number; numSplits: number }
+interface Plan { versions: number[]; buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number; emptyLanes: number[] }
+
+/** Validated options for the constructor. */
+interface Shape { headDim: number; groupSize: number; valueGroup: number; chunkBytes: number; targetSplits: number }
+
+/** Decode attention over GPU-resident paged lanes. Create with `createWebGPUAttention`. */
+export class WebGPUAttention {
+  readonly context: WebGPUContext;
+  readonly headDim: number;
+  readonly groupSize: number;
+  readonly valueGroup: number;
+  readonly targetSplits: number;
+  private readonly device: GpuDevice;
+  private readonly ownsContext: boolean;
+  private readonly chunkBytes: number;
+  private readonly pools = new Map<Format, PagePool>();
+  private readonly lanes = new Map<number, Lane>();
+  private nextLane = 1;
+  private readonly pipelines = new Map<string, Promise<GpuComputePipeline>>();
+  private readonly attnLayout: GpuBindGroupLayout;
+  private readonly mergeLayout: GpuBindGroupLayout;
+  private readonly plans = new Map<string, Plan>();
+  private scratch: Record<'q' | 'partials' | 'result' | 'staging' | 'params', GpuBuffer | null> = { q: null, partials: null, result: null, staging: null, params: null };
+  private pendingErrors: Array<Promise<GpuError | null>> = [];
+  private failed: EdgeKVError | null = null;
+  private tail: Promise<unknown> = Promise.resolve();
+  private destroyed = false;
+
+  /** @internal use `createWebGPUAttention`. */
+  constructor(context: WebGPUContext, shape: Shape, ownsContext: boolean) {
+    this.context = context;
+    this.device = context.device;
+    this.headDim = shape.headDim;
+    this.groupSize = shape.groupSize;
+    this.valueGroup = shape.valueGroup;
+    this.targetSplits = shape.targetSplits;
+    this.ownsContext = ownsContext;
+    const lim = context.limits;
+    this.chunkBytes = Math.min(shape.chunkBytes, lim.maxStorageBufferBindingSize, lim.maxBufferSize);
+    for (const f of FORMATS) {
+      const pb = pageBytes(f, this.headDim, this.valueGroup);
+      const need = attentionWorkgroupBytes({ format: f, headDim: this.headDim, valueGroup: this.valueGroup, groupSize: this.groupSize });
+      if (need > lim.maxComputeWorkgroupStorageSize) {
+        throw new EdgeKVError('E_UNSUPPORTED', `webgpu attention with headDim = ${this.headDim} and groupSize = ${this.groupSize} needs ${need} bytes of workgroup memory; this device allows ${lim.maxComputeWorkgroupStorageSize}. Use the wasm-simd backend for this geometry`, 'groupSize');
+      }
+      const maxPages = Math.floor(this.chunkBytes / pb);
+      if (maxPages < 1) throw new EdgeKVError('E_UNSUPPORTED', `a ${f} page (${pb} bytes) exceeds the device's buffer limit (${this.chunkBytes} bytes)`, 'chunkBytes');
+      this.pools.set(f, new PagePool(f, pb, maxPages));
+    }
+    const ro = { type: 'read-only-storage' as const };
+    this.attnLayout = this.device.createBindGroupLayout({
+      label: 'edgekv-attention',
+      entries: [
+        { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+        { binding: 1, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+        { binding: 2, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+        { binding: 3, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
+        { binding: 4, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+      ],
+    });
+    this.mergeLayout = this.device.createBindGroupLayout({
+      label: 'edgekv-merge',
+      entries: [
+        { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+        { binding: 1, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+        { binding: 2, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
+        { binding: 3, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+      ],
+    });
+  }
+
+  /** Name of this backend in the registry. */
+  get backend(): 'webgpu' { return 'webgpu'; }
+
+  /** Bytes of pages currently held by lanes (what `writePage` stored). */
+  get bytesResident(): number {
+    let n = 0;
+    for (const lane of this.lanes.values()) for (const s of lane.pages) n += this.pools.get(s.format)!.pageBytes;
+    return n;
+  }
+
+  /** Bytes of GPU memory held by the page pools (>= bytesResident). */
+  get poolBytes(): number {
+    let n = 0;
+    for (const p of this.pools.values()) n += p.allocatedBytes;
+    return n;
+  }
+
+  /** Create an empty lane; returns its id. */
+  createLane(): number {
+    this.check('createLane');
+    const id = this.nextLane++;
+    this.lanes.set(id, { pages: [], version: 0 });
+    return id;
+  }
+
+  /** Pages in a lane. */
+  pageCount(lane: number): number {
+    return this.lane('pageCount', lane).pages.length;
+  }
+
+  /** Entries in a lane (sum of its pages' counts). */
+  entryCount(lane: number): number {
+    let n = 0;
+    for (const s of this.lane('entryCount', lane).pages) n += s.count;
+    return n;
+  }
+
+  /**
+   * Store one page at `index` of `lane` (`index == pageCount` appends; a smaller index
+   * replaces that page). `bytes`: exactly `pageBytes(format, headDim, valueGroup)` bytes
+   * in the layout of `src/formats.ts` (e.g. from the WASM `packPage`); `count`: valid
+   * entries, 1..32. Only this page is written to the GPU.
+   */
+  writePage(lane: number, index: number, format: Format, bytes: Uint8Array, count: number): void {
+    const l = this.lane('writePage', lane);
+    checkInt('index', index, 0, l.pages.length);
+    checkOneOf('format', format, FORMATS);
+    const pool = this.pools.get(format)!;
+    if (!(bytes instanceof Uint8Array)) throw argError('bytes', bytes, `a Uint8Array of ${pool.pageBytes} bytes (one ${format} page)`);
+    if (bytes.length !== pool.pageBytes) throw shapeError('bytes', `${bytes.length} bytes`, `${pool.pageBytes} bytes: one ${format} page for headDim ${this.headDim}, valueGroup ${this.valueGroup}`);
+    checkInt('count', count, 1, PAGE_TOKENS);
+    let slot = index < l.pages.length ? l.pages[index] : undefined;
+    if (slot && slot.format !== format) {
+      this.release(slot);
+      slot = undefined;
+    }
+    if (!slot) {
+      const [chunk, idx] = this.allocate(pool);
+      slot = { format, chunk, index: idx, count };
+      if (index < l.pages.length) l.pages[index] = slot;
+      else l.pages.push(slot);
+    }
+    slot.count = count;
+    this.device.queue.writeBuffer(pool.chunks[slot.chunk], slot.index * pool.pageBytes, bytes);
+    l.version++;
+  }
+
+  /** Keep the first `pages` pages of `lane`, free the rest. */
+  truncate(lane: number, pages: number): void {
+    const l = this.lane('truncate', lane);
+    checkInt('pages', pages, 0, l.pages.length);
+    for (const s of l.pages.splice(pages)) this.release(s);
+    l.version++;
+  }
+
+  /** Free a lane and its pages. */
+  freeLane(lane: number): void {
+    const l = this.lane('freeLane', lane);
+    for (const s of l.pages) this.release(s);
+    this.lanes.delete(lane);
+  }
+
+  /**
+   * Pre-allocate room for `pages` more pages of `format`; rejects with `E_OOM` when the
+   * GPU cannot hold them (nothing stored is lost).
+   */
+  async reserve(format: Format, pages: number): Promise<void> {
+    this.check('reserve');
+    checkOneOf('format', format, FORMATS);
+    checkInt('pages', pages, 0, 2 ** 31 - 1);
+    const pool = this.pools.get(format)!;
+    let room = pool.free.length;
+    for (let c = 0; c < pool.chunks.length; c++) room += pool.capacity[c] - pool.used[c];
+    let need = pages - room;
+    const last = pool.chunks.length - 1;
+    if (need > 0 && last >= 0 && pool.capacity[last] < pool.maxPages) {
+      const grow = Math.min(pool.maxPages, pool.capacity[last] + need);
+      need -= grow - pool.capacity[last];
+      this.growChunk(pool, last, grow);
+    }
+    while (need > 0) {
+      const cap = Math.min(pool.maxPages, need);
+      this.addChunk(pool, cap);
+      need -= cap;
+    }
+    await this.flushErrors('reserve');
+  }
+
+  /**
+   * Attention for several lanes in one submit. `lanes`: lane ids (a lane may repeat);
+   * `q`: `[lanes.length][groupSize][headDim]` f32, finite; `scale`: logit scale, default
+   * `1/sqrt(headDim)`. Returns `out [lanes][G][d]` and `lse [lanes][G]` (natural log;
+   * -Infinity for a lane without entries, whose `out` is 0).
+   */
+  attend(lanes: readonly number[], q: Float32Array, scale?: number): Promise<AttentionResult> {
+    this.check('attend');
+    if (!Array.isArray(lanes) || lanes.length === 0) throw argError('lanes', lanes, 'a non-empty array of lane ids');
+    for (let i = 0; i < lanes.length; i++) this.lane(`lanes[${i}]`, lanes[i]);
+    const G = this.groupSize, d = this.headDim;
+    checkF32('q', q, lanes.length * G * d);
+    const sc = scale === undefined ? 1 / Math.sqrt(d) : checkNum('scale', scale, Number.MIN_VALUE, 1e6);
+    const run = this.tail.then(() => this.run(lanes.slice(), q, sc, 1, true));
+    this.tail = run.catch(() => {});
+    return run as Promise<AttentionResult>;
+  }
+
+  /**
+   * Benchmark hook: run attention `iterations` times in one submit (no read-back) and
+   * return the wall time per call in milliseconds (after one warm-up call).
+   */
+  async timeAttend(lanes: readonly number[], q: Float32Array, iterations: number, scale?: number): Promise<number> {
+    await this.attend(lanes, q, scale);
+    checkInt('iterations', iterations, 1, 1e6);
+    const sc = scale === undefined ? 1 / Math.sqrt(this.headDim) : scale;
+    const run = this.tail.then(async () => {
+      const t0 = performance.now();
+      await this.run(lanes.slice(), q, sc, iterations, false);
+      return (performance.now() - t0) / iterations;
+    });
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  /** Release every GPU buffer (and the device if this object created it). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const p of this.pools.values()) for (const c of p.chunks) c.destroy();
+    for (const p of this.plans.values()) p.buffer.destroy();
+    for (const b of Object.values(this.scratch)) b?.destroy();
+    this.lanes.clear();
+    if (this.ownsContext) this.context.destroy();
+  }
+
+  // ---------------------------------------------------------------------------
+
+  private check(what: string): void {
+    if (this.destroyed) throw new EdgeKVError('E_STATE', `${what}: this WebGPUAttention was destroyed`);
+    this.context.check(what);
+    if (this.failed) throw this.failed;
+  }
+
+  private lane(what: string, id: number): Lane {
+    this.check(what);
+    const l = this.lanes.get(id);
+    if (!l) throw argError(what === 'pageCount' || what === 'entryCount' || what === 'writePage' || what === 'truncate' || what === 'freeLane' ? 'lane' : what, id, 'the id of a live lane from createLane()');
+    return l;
+  }
+
+  private allocate(pool: PagePool): [number, number] {
+    const f = pool.free.pop();
+    if (f) return f;
+    const last = pool.chunks.length - 1;
+    if (last >= 0 && pool.used[last] < pool.capacity[last]) return [last, pool.used[last]++];
+    if (last >= 0 && pool.capacity[last] < pool.maxPages) {
+      this.growChunk(pool, last, Math.min(pool.maxPages, pool.capacity[last] * 2));
+      return [last, pool.used[last]++];
+    }
+    this.addChunk(pool, Math.min(pool.maxPages, INITIAL_CHUNK_PAGES));
+    const c = pool.chunks.length - 1;
+    return [c, pool.used[c]++];
+  }
+
+  private release(s: Slot): void {
+    this.pools.get(s.format)!.free.push([s.chunk, s.index]);
+  }
+
+  private createTracked(size: number, usage: number, label: string): GpuBuffer {
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    const b = this.device.createBuffer({ size, usage, label });
+    this.pendingErrors.push(this.device.popErrorScope(), this.device.popErrorScope());
+    return b;
+  }
+
+  private addChunk(pool: PagePool, pages: number): void {
+    const b = this.createTracked(pages * pool.pageBytes, BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC, `edgekv-pool-${pool.format}`);
+    pool.chunks.push(b);
+    pool.capacity.push(pages);
+    pool.used.push(0);
+  }
+
+  private growChunk(pool: PagePool, c: number, pages: number): void {
+    const old = pool.chunks[c];
+    const b = this.createTracked(pages * pool.pageBytes, BufferUsage.STORAGE | BufferUsage.COPY_DST | BufferUsage.COPY_SRC, `edgekv-pool-${pool.format}`);
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(old, 0, b, 0, pool.used[c] * pool.pageBytes);
+    this.device.queue.submit([enc.finish()]);
+    old.destroy();
+    pool.chunks[c] = b;
+    pool.capacity[c] = pages;
+  }
+
+  private async flushErrors(what: string): Promise<void> {
+    if (this.pendingErrors.length === 0) return;
+    const errs = await Promise.all(this.pendingErrors.splice(0));
+    const e = errs.find((x) => x);
+    if (e) {
+      // a pool buffer could not be created: the pages written into it are not on the GPU
+      this.failed = new EdgeKVError('E_OOM', `${what}: the GPU could not allocate a page pool buffer (${e.message}); the pages written since the last successful call are not resident. Free lanes, lower the budget, or use the wasm-simd backend`, 'device');
+      throw this.failed;
+    }
+  }
+
+  private scratchBuffer(name: 'q' | 'partials' | 'result' | 'staging' | 'params', size: number, usage: number): GpuBuffer {
+    const cur = this.scratch[name];
+    if (cur && cur.size >= size) return cur;
+    cur?.destroy();
+    const limit = name === 'staging' || name === 'params' ? this.context.limits.maxBufferSize : this.context.limits.maxStorageBufferBindingSize;
+    if (size > limit) {
+      throw new EdgeKVError('E_UNSUPPORTED', `attend: the ${name} buffer would need ${size} bytes, over this device's limit of ${limit}; attend fewer lanes per call or raise targetSplits' granularity`, name);
+    }
+    const b = this.createTracked(Math.max(size, 256), usage, `edgekv-${name}`);
+    this.scratch[name] = b;
+    return b;
+  }
+
+  private pipeline(format: Format | 'merge'): Promise<GpuComputePipeline> {
+    let p = this.pipelines.get(format);
+    if (!p) {
+      const code = format === 'merge' ? mergeShader(this.groupSize, this.headDim)
+        : attentionShader({ format, headDim: this.headDim, valueGroup: this.valueGroup, groupSize: this.groupSize });
+      p = (async () => {
+        this.device.pushErrorScope('validation');
+        let pipe: GpuComputePipeline | null = null, thrown: unknown = null;
+        try {
+          const module = this.device.createShaderModule({ code, label: `edgekv-${format}` });
+          const layout = this.device.createPipelineLayout({ bindGroupLayouts: [format === 'merge' ? this.mergeLayout : this.attnLayout] });
+          const desc = { layout, compute: { module, entryPoint: 'main' }, label: `edgekv-${format}` };
+          pipe = this.device.createComputePipelineAsync ? await this.device.createComputePipelineAsync(desc) : this.device.createComputePipeline(desc);
+        } catch (e) {
+          thrown = e;
+        }
+        const err = await this.device.popErrorScope();
+        if (err || thrown || !pipe) {
+          throw new EdgeKVError('E_BACKEND', `WGSL pipeline "${format}" (headDim ${this.headDim}, groupSize ${this.groupSize}) failed to compile: ${err?.message ?? (thrown as Error)?.message ?? 'unknown error'}`);
+        }
+        return pipe;
+      })();
+      this.pipelines.set(format, p);
+      p.catch(() => this.pipelines.delete(format));
+    }
+    return p;
+  }
+
+  private plan(lanes: number[]): Plan {
+    const key = lanes.join(',');
+    const versions = lanes.map((id) => this.lanes.get(id)!.version);
+    const cached = this.plans.get(key);
+    if (cached && cached.versions.every((v, i) => v === versions[i])) return cached;
+    // group each lane's pages by (format, chunk); cut into splits; partials lane-major
+    type Group = { format: Format; chunk: number; splits: number[]; entries: number[] };
+    const groups = new Map<string, Group>();
+    const mplan: number[] = [];
+    const emptyLanes: number[] = [];
+    let partial = 0;
+    for (let li = 0; li < lanes.length; li++) {
+      const pages = this.lanes.get(lanes[li])!.pages;
+      const per = Math.max(1, Math.ceil(pages.length / this.targetSplits));
+      const first = partial;
+      const byGroup = new Map<string, Slot[]>();
+      for (const s of pages) {
+        const k = `${s.format}:${s.chunk}`;
+        let arr = byGroup.get(k);
+        if (!arr) byGroup.set(k, (arr = []));
+        arr.push(s);
+      }
+      for (const [k, slots] of byGroup) {
+        let g = groups.get(k);
+        if (!g) groups.set(k, (g = { format: slots[0].format, chunk: slots[0].chunk, splits: [], entries: [] }));
+        for (let i = 0; i < slots.length; i += per) {
+          const n = Math.min(per, slots.length - i);
+          g.splits.push(li, g.entries.length / 2, n, partial++);
+          for (let j = i; j < i + n; j++) g.entries.push(slots[j].index, slots[j].count);
+        }
+      }
+      mplan.push(first, partial - first);
+      if (partial === first) emptyLanes.push(li);
+    }
+    // layout: [splits of every group][entries of every group][mplan]
+    let words = 0;
+    for (const g of groups.values()) words += g.splits.length;
+    const entryBase: number[] = [];
+    for (const g of groups.values()) { entryBase.push(words); words += g.entries.length; }
+    const mplanOffset = words;
+    words += mplan.length;
+    const data = new Uint32Array(Math.max(words, 4));
+    const dispatches: Dispatch[] = [];
+    let off = 0, gi = 0;
+    for (const g of groups.values()) {
+      for (let i = 0; i < g.splits.length; i += 4) {
+        data[off + i] = g.splits[i];
+        data[off + i + 1] = entryBase[gi] + 2 * g.splits[i + 1];
+        data[off + i + 2] = g.splits[i + 2];
+        data[off + i + 3] = g.splits[i + 3];
+      }
+      data.set(g.entries, entryBase[gi]);
+      dispatches.push({ format: g.format, chunk: g.chunk, splitOffset: off, numSplits: g.splits.length / 4 });
+      off += g.splits.length;
+      gi++;
+    }
+    data.set(mplan, mplanOffset);
+    const bytes = data.byteLength;
+    if (bytes > this.context.limits.maxStorageBufferBindingSize) {
+      throw new EdgeKVError('E_UNSUPPORTED', `attend: the page table for these lanes needs ${bytes} bytes, over this device's limit; attend fewer lanes per call`, 'lanes');
+    }
+    let buffer: GpuBuffer;
+    if (cached && cached.buffer.size >= bytes) buffer = cached.buffer;
+    else {
+      cached?.buffer.destroy();
+      buffer = this.createTracked(Math.max(256, bytes * (cached ? 2 : 1)), BufferUsage.STORAGE | BufferUsage.COPY_DST, 'edgekv-plan');
+    }
+    this.device.queue.writeBuffer(buffer, 0, data);
+    const plan: Plan = { versions, buffer, dispatches, mplanOffset, numPartials: partial, bytes, emptyLanes };
+    this.plans.delete(key);
+    this.plans.set(key, plan);
+    if (this.plans.size > PLAN_CACHE_SIZE) {
+      const [oldKey, old] = this.plans.entries().next().value as [string, Plan];
+      old.buffer.destroy();
+      this.plans.delete(oldKey);
+    }
+    return plan;
+  }
+
+  private grid(n: number): [number, number] {
+    const maxX = this.context.limits.maxComputeWorkgroupsPerDimension;
+    const x = Math.min(n, maxX);
+    return [Math.max(1, x), Math.max(1, Math.ceil(n / Math.max(1, x)))];
+  }
+
+  private async run(lanes: number[], q: Float32Array, scale: number, iterations: number, readBack: boolean): Promise<AttentionResult | void> {
+    this.check('attend');
+    const G = this.groupSize, d = this.headDim;
+    const plan = this.plan(lanes);
+    const formats = [...new Set(plan.dispatches.map((x) => x.format))];
+    const pipes = new Map<Format | 'merge', GpuComputePipeline>();
+    for (const f of formats) pipes.set(f, await this.pipeline(f));
+    pipes.set('merge', await this.pipeline('merge'));
+    this.check('attend');
+    const dev = this.device;
+    const outFloats = lanes.length * G * d, lseFloats = lanes.length * G;
+    const resultBytes = 4 * (outFloats + lseFloats);
+    const qb = this.scratchBuffer('q', q.byteLength, BufferUsage.STORAGE | BufferUsage.COPY_DST);
+    const pb = this.scratchBuffer('partials', 4 * Math.max(1, plan.numPartials) * partialStride(G, d), BufferUsage.STORAGE);
+    const rb = this.scratchBuffer('result', resultBytes, BufferUsage.STORAGE | BufferUsage.COPY_SRC);
+    const params = this.scratchBuffer('params', PARAMS_STRIDE * (plan.dispatches.length + 1), BufferUsage.UNIFORM | BufferUsage.COPY_DST);
+    const staging = readBack ? this.scratchBuffer('staging', resultBytes, BufferUsage.MAP_READ | BufferUsage.COPY_DST) : null;
+    await this.flushErrors('attend');
+    dev.queue.writeBuffer(qb, 0, q);
+    const pdata = new ArrayBuffer(PARAMS_STRIDE * (plan.dispatches.length + 1));
+    const pu = new Uint32Array(pdata), pf = new Float32Array(pdata);
+    const grids: Array<[number, number]> = [];
+    plan.dispatches.forEach((x, i) => {
+      const o = (i * PARAMS_STRIDE) / 4;
+      const g = this.grid(x.numSplits);
+      grids.push(g);
+      pu[o] = x.splitOffset; pu[o + 1] = x.numSplits; pf[o + 2] = scale; pu[o + 3] = g[0];
+    });
+    const mo = (plan.dispatches.length * PARAMS_STRIDE) / 4;
+    const mg = this.grid(lanes.length * G);
+    pu[mo] = lanes.length; pu[mo + 1] = mg[0]; pu[mo + 2] = outFloats; pu[mo + 3] = plan.mplanOffset;
+    dev.queue.writeBuffer(params, 0, pdata);
+    const planBinding = { buffer: plan.buffer, offset: 0, size: Math.max(16, plan.bytes) };
+    const paramsBinding = { buffer: params, offset: 0, size: 16 };
+    const groups = plan.dispatches.map((x) => dev.createBindGroup({
+      layout: this.attnLayout,
+      entries: [
+        { binding: 0, resource: { buffer: this.pools.get(x.format)!.chunks[x.chunk] } },
+        { binding: 1, resource: planBinding },
+        { binding: 2, resource: { buffer: qb, offset: 0, size: q.byteLength } },
+        { binding: 3, resource: { buffer: pb } },
+        { binding: 4, resource: paramsBinding },
+      ],
+    }));
+    const mergeGroup = dev.createBindGroup({
+      layout: this.mergeLayout,
+      entries: [
+        { binding: 0, resource: { buffer: pb } },
+        { binding: 1, resource: { buffer: plan.buffer, offset: 0, size: Math.max(16, plan.bytes) } },
+        { binding: 2, resource: { buffer: rb, offset: 0, size: resultBytes } },
+        { binding: 3, resource: paramsBinding },
+      ],
+    });
+    dev.pushErrorScope('validation');
+    const enc = dev.createCommandEncoder({ label: 'edgekv-attend' });
+    for (let it = 0; it < iterations; it++) {
+      const pass = enc.beginComputePass();
+      plan.dispatches.forEach((x, i) => {
+        pass.setPipeline(pipes.get(x.format)!);
+        pass.setBindGroup(0, groups[i], [i * PARAMS_STRIDE]);
+        pass.dispatchWorkgroups(grids[i][0], grids[i][1]);
+      });
+      pass.setPipeline(pipes.get('merge')!);
+      pass.setBindGroup(0, mergeGroup, [mo * 4]);
+      pass.dispatchWorkgroups(mg[0], mg[1]);
+      pass.end();
+    }
+    if (staging) enc.copyBufferToBuffer(rb, 0, staging, 0, resultBytes);
+    dev.queue.submit([enc.finish()]);
+    const verr = dev.popErrorScope();
+    if (!staging) {
+      await dev.queue.onSubmittedWorkDone();
+      const e = await verr;
+      if (e) throw new EdgeKVError('E_BACKEND', `attend: WebGPU validation error: ${e.message}`);
+      this.check('attend');
+      return;
+    }
+    try {
+      await staging.mapAsync(MAP_MODE_READ, 0, resultBytes);
+    } catch (e) {
+      this.check('attend');
+      throw new EdgeKVError('E_BACKEND', `attend: reading the result back failed: ${(e as Error).message}`);
+    }
+    const e = await verr;
+    if (e) { staging.unmap(); throw new EdgeKVError('E_BACKEND', `attend: WebGPU validation error: ${e.message}`); }
+    const all = new Float32Array(staging.getMappedRange(0, resultBytes).slice(0));
+    staging.unmap();
+    const out = all.subarray(0, outFloats);
+    const lse = all.subarray(outFloats, outFloats + lseFloats);
+    for (const li of plan.emptyLanes) for (let h = 0; h < G; h++) lse[li * G + h] = -Infinity;
+    return { out, lse };
+  }
+}
+
+/**
+ * Create a WebGPU attention backend. Throws `E_BACKEND` when WebGPU or an adapter is
+ * missing (the registry in `backend.ts` turns that into a fallback with one notice),
+ * `E_UNSUPPORTED` for a geometry the device cannot run, `E_ARG` for bad options.
+ */
+export async function createWebGPUAttention(options: WebGPUAttentionOptions): Promise<WebGPUAttention> {
+  if (options === null || typeof options !== 'object') throw new EdgeKVError('E_ARG', `options must be an object, got ${options}`, 'options');
+  checkKeys('options', options, ATTENTION_OPTIONS);
+  const shape = validateShape(options);
+  const chunkBytes = options.chunkBytes === undefined ? DEFAULT_CHUNK_BYTES : checkInt('options.chunkBytes', options.chunkBytes, 4096, 2 ** 53 - 1);
+  const targetSplits = options.targetSplits === undefined ? DEFAULT_TARGET_SPLITS : checkInt('options.targetSplits', options.targetSplits, 1, 65535);
+  const own = !options.context;
+  const ctx = options.context ?? await createWebGPUContext({ gpu: options.gpu, device: options.device, powerPreference: options.powerPreference, onNotice: options.onNotice });
+  try {
+    return new WebGPUAttention(ctx, { ...shape, chunkBytes, targetSplits }, own);
+  } catch (e) {
+    if (own) ctx.destroy();
+    throw e;
+  }
+}
+
+/** Check headDim / groupSize / valueGroup; shared with the WASM paged backend. */
+export function validateShape(options: { headDim: number; groupSize: number; valueGroup?: number }): { headDim: number; groupSize: number; valueGroup: number } {
+  const headDim = checkOneOf('options.headDim', options.headDim, SUPPORTED_HEAD_DIMS as unknown as number[]);
+  const groupSize = checkInt('options.groupSize', options.groupSize, 1, MAX_GROUP_SIZE);
+  const valueGroup = options.valueGroup === undefined ? defaultValueGroup(headDim) : checkInt('options.valueGroup', options.valueGroup, 4, headDim);
+  if (headDim % valueGroup !== 0 || valueGroup % 4 !== 0) {
+    throw argError('options.valueGroup', valueGroup, `a multiple of 4 that divides headDim = ${headDim}`);
+  }
+  return { headDim, groupSize, valueGroup };
+}
+
+export { WORKGROUP_SIZE };
