@@ -12,6 +12,8 @@
 // The `@inline` helpers are exported for other kernel files (attention, quant, walk):
 //   f16bitsToF32(h) / f32ToF16bits(x)           scalar
 //   f16x4ToF32x4(h) / f32x4ToF16x4(x)           v128 (SIMD build only): i32x4 of f16 bits <-> f32x4
+//   f16x8LowToF32x4(h) / f16x8HighToF32x4(h)    v128: lanes 0..3 / 4..7 of an i16x8 of f16 -> f32x4
+//   f16x8HasInfNaN(h) + f16x8{Low,High}ToF32x4Finite(h)   the fast path for finite data
 //   loadF16x4(ptr)                              4 f16 from memory -> f32x4
 
 /** f32 exponent bias minus f16 exponent bias (127 - 15), in the f32 exponent field. */
@@ -96,21 +98,79 @@
   return h | sign;
 }
 
+/** 2^112 as f32: scales f16 bits placed in f32 position (sign | em << 13) to their value, exactly. */
+// @ts-ignore: decorator
+@inline const F16_TO_F32_SCALE: u32 = (127 + 112) << 23;
+/** f32 sign bit plus the 15 bits an f16 magnitude occupies after `(h << 16) >> 3` (arithmetic). */
+// @ts-ignore: decorator
+@inline const WIDE_KEEP: u32 = 0x8fffffff;
+/** `h << 16` magnitudes above this are f16 Inf / NaN (0x7bff << 16 | 0xffff). */
+// @ts-ignore: decorator
+@inline const WIDE_MAX_FINITE: u32 = 0x7bffffff;
+/** `h << 1` (sign dropped) above this is an f16 Inf / NaN (16-bit compare). */
+// @ts-ignore: decorator
+@inline const SHL1_MAX_FINITE: u16 = 0xf7ff;
+
+// The SIMD decode works on f32 lanes holding `h << 16` (what interleaving eight f16 with
+// zeros gives, one instruction per four lanes): an arithmetic shift right by 3 and a mask
+// put sign | em << 13 in place, and one multiply by 2^112 rebiases normals and subnormals
+// alike, exactly. Inf / NaN lanes then need their exponent forced to all ones (payload kept);
+// the *Finite variants skip that, for callers that checked `f16x8HasInfNaN` once per 8 lanes.
+// Note: f16 subnormals (|x| < 6.1e-5) make that multiply see an f32 subnormal operand, which
+// some x86 cores handle in microcode (slower, still exact); KV data rarely holds them.
+
+// @ts-ignore: decorator
+@inline function wideToF32x4Finite(x: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shr_s(x, 3), i32x4.splat(WIDE_KEEP)), i32x4.splat(F16_TO_F32_SCALE));
+}
+
+// @ts-ignore: decorator
+@inline function wideToF32x4(x: v128): v128 {
+  const infNan = i32x4.gt_s(v128.and(x, i32x4.splat(F32_ABS)), i32x4.splat(WIDE_MAX_FINITE));
+  return v128.or(wideToF32x4Finite(x), v128.and(infNan, i32x4.splat(F32_EXP)));
+}
+
+/** Whether any of the eight f16 lanes of `h` (i16x8) is Inf or NaN. SIMD build only. */
+// @ts-ignore: decorator
+@inline export function f16x8HasInfNaN(h: v128): bool {
+  return v128.any_true(i16x8.gt_u(i16x8.shl(h, 1), i16x8.splat(<i16>SHL1_MAX_FINITE)));
+}
+
+/** Whether any of the sixteen f16 lanes of `h0`, `h1` (two i16x8) is Inf or NaN. SIMD build only. */
+// @ts-ignore: decorator
+@inline export function f16x16HasInfNaN(h0: v128, h1: v128): bool {
+  const m = i16x8.max_u(i16x8.shl(h0, 1), i16x8.shl(h1, 1));
+  return v128.any_true(i16x8.gt_u(m, i16x8.splat(<i16>SHL1_MAX_FINITE)));
+}
+
+/** Lanes 0..3 of eight f16 (i16x8) as an f32x4, exactly. SIMD build only. */
+// @ts-ignore: decorator
+@inline export function f16x8LowToF32x4(h: v128): v128 {
+  return wideToF32x4(i16x8.shuffle(i32x4.splat(0), h, 0, 8, 1, 9, 2, 10, 3, 11));
+}
+
+/** Lanes 4..7 of eight f16 (i16x8) as an f32x4, exactly. SIMD build only. */
+// @ts-ignore: decorator
+@inline export function f16x8HighToF32x4(h: v128): v128 {
+  return wideToF32x4(i16x8.shuffle(i32x4.splat(0), h, 4, 12, 5, 13, 6, 14, 7, 15));
+}
+
+/** Lanes 0..3 of eight f16 as an f32x4; exact when `f16x8HasInfNaN(h)` is false. SIMD build only. */
+// @ts-ignore: decorator
+@inline export function f16x8LowToF32x4Finite(h: v128): v128 {
+  return wideToF32x4Finite(i16x8.shuffle(i32x4.splat(0), h, 0, 8, 1, 9, 2, 10, 3, 11));
+}
+
+/** Lanes 4..7 of eight f16 as an f32x4; exact when `f16x8HasInfNaN(h)` is false. SIMD build only. */
+// @ts-ignore: decorator
+@inline export function f16x8HighToF32x4Finite(h: v128): v128 {
+  return wideToF32x4Finite(i16x8.shuffle(i32x4.splat(0), h, 4, 12, 5, 13, 6, 14, 7, 15));
+}
+
 /** Decode four f16 (the low 16 bits of each i32x4 lane) to an f32x4, exactly. SIMD build only. */
 // @ts-ignore: decorator
 @inline export function f16x4ToF32x4(h: v128): v128 {
-  const em = v128.and(h, i32x4.splat(F16_ABS));
-  const sign = i32x4.shl(v128.and(h, i32x4.splat(F16_SIGN)), 16);
-  const shifted = i32x4.shl(em, MANT_SHIFT);
-  const norm = i32x4.add(shifted, i32x4.splat(REBIAS));
-  const sub = f32x4.sub(
-    v128.or(shifted, i32x4.splat(SUBNORMAL_MAGIC)),
-    i32x4.splat(SUBNORMAL_MAGIC),
-  );
-  const infNan = v128.or(shifted, i32x4.splat(F32_EXP));
-  let r = v128.bitselect(sub, norm, i32x4.lt_s(em, i32x4.splat(F16_MIN_NORMAL)));
-  r = v128.bitselect(infNan, r, i32x4.ge_s(em, i32x4.splat(F16_EXP)));
-  return v128.or(r, sign);
+  return wideToF32x4(i32x4.shl(h, 16));
 }
 
 /** Encode an f32x4 as four f16 (i32x4 lanes holding the bits). SIMD build only. */
@@ -148,8 +208,13 @@ export function f16ToF32(src: usize, dst: usize, n: i32): void {
     for (; i + 8 <= n; i += 8) {
       const h = v128.load(src + (<usize>i << 1));
       const o = dst + (<usize>i << 2);
-      v128.store(o, f16x4ToF32x4(i32x4.extend_low_i16x8_u(h)));
-      v128.store(o, f16x4ToF32x4(i32x4.extend_high_i16x8_u(h)), 16);
+      if (f16x8HasInfNaN(h)) {
+        v128.store(o, f16x8LowToF32x4(h));
+        v128.store(o, f16x8HighToF32x4(h), 16);
+      } else {
+        v128.store(o, f16x8LowToF32x4Finite(h));
+        v128.store(o, f16x8HighToF32x4Finite(h), 16);
+      }
     }
   }
   for (; i < n; i++) {

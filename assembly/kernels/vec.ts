@@ -10,7 +10,10 @@
 // Preconditions (checked by the host): n >= 0; x and y do not overlap.
 // axpy and scale compute fl(fl(alpha*x) + y) per element in both builds, so the SIMD and
 // scalar builds agree bit for bit; the dot products differ only in summation order.
-import { f16bitsToF32, f32ToF16bits, f16x4ToF32x4, f32x4ToF16x4 } from './f16';
+import {
+  f16bitsToF32, f32ToF16bits, f16x4ToF32x4, f32x4ToF16x4, f16x8HasInfNaN, f16x16HasInfNaN,
+  f16x8LowToF32x4, f16x8HighToF32x4, f16x8LowToF32x4Finite, f16x8HighToF32x4Finite,
+} from './f16';
 
 /** Elements per unrolled SIMD iteration: 4 accumulators x 4 lanes. */
 // @ts-ignore: decorator
@@ -65,10 +68,16 @@ export function dotF16(a: usize, b: usize, n: i32): f32 {
     for (; i + UNROLL <= n; i += UNROLL) {
       const pa = a + (<usize>i << 1), pb = b + (<usize>i << 2);
       const h0 = v128.load(pa), h1 = v128.load(pa, 16);
-      acc0 = f32x4.add(acc0, f32x4.mul(f16x4ToF32x4(i32x4.extend_low_i16x8_u(h0)), v128.load(pb)));
-      acc1 = f32x4.add(acc1, f32x4.mul(f16x4ToF32x4(i32x4.extend_high_i16x8_u(h0)), v128.load(pb, 16)));
-      acc2 = f32x4.add(acc2, f32x4.mul(f16x4ToF32x4(i32x4.extend_low_i16x8_u(h1)), v128.load(pb, 32)));
-      acc3 = f32x4.add(acc3, f32x4.mul(f16x4ToF32x4(i32x4.extend_high_i16x8_u(h1)), v128.load(pb, 48)));
+      let x0: v128, x1: v128, x2: v128, x3: v128;
+      if (f16x16HasInfNaN(h0, h1)) {
+        x0 = f16x8LowToF32x4(h0); x1 = f16x8HighToF32x4(h0); x2 = f16x8LowToF32x4(h1); x3 = f16x8HighToF32x4(h1);
+      } else {
+        x0 = f16x8LowToF32x4Finite(h0); x1 = f16x8HighToF32x4Finite(h0); x2 = f16x8LowToF32x4Finite(h1); x3 = f16x8HighToF32x4Finite(h1);
+      }
+      acc0 = f32x4.add(acc0, f32x4.mul(x0, v128.load(pb)));
+      acc1 = f32x4.add(acc1, f32x4.mul(x1, v128.load(pb, 16)));
+      acc2 = f32x4.add(acc2, f32x4.mul(x2, v128.load(pb, 32)));
+      acc3 = f32x4.add(acc3, f32x4.mul(x3, v128.load(pb, 48)));
     }
     for (; i + LANES <= n; i += LANES) {
       const x = f16x4ToF32x4(v128.load16x4_u(a + (<usize>i << 1)));
@@ -129,10 +138,16 @@ export function axpyF16(alpha: f32, x: usize, y: usize, n: i32): void {
     for (; i + UNROLL <= n; i += UNROLL) {
       const px = x + (<usize>i << 1), py = y + (<usize>i << 2);
       const h0 = v128.load(px), h1 = v128.load(px, 16);
-      v128.store(py, f32x4.add(v128.load(py), f32x4.mul(va, f16x4ToF32x4(i32x4.extend_low_i16x8_u(h0)))));
-      v128.store(py, f32x4.add(v128.load(py, 16), f32x4.mul(va, f16x4ToF32x4(i32x4.extend_high_i16x8_u(h0)))), 16);
-      v128.store(py, f32x4.add(v128.load(py, 32), f32x4.mul(va, f16x4ToF32x4(i32x4.extend_low_i16x8_u(h1)))), 32);
-      v128.store(py, f32x4.add(v128.load(py, 48), f32x4.mul(va, f16x4ToF32x4(i32x4.extend_high_i16x8_u(h1)))), 48);
+      let x0: v128, x1: v128, x2: v128, x3: v128;
+      if (f16x16HasInfNaN(h0, h1)) {
+        x0 = f16x8LowToF32x4(h0); x1 = f16x8HighToF32x4(h0); x2 = f16x8LowToF32x4(h1); x3 = f16x8HighToF32x4(h1);
+      } else {
+        x0 = f16x8LowToF32x4Finite(h0); x1 = f16x8HighToF32x4Finite(h0); x2 = f16x8LowToF32x4Finite(h1); x3 = f16x8HighToF32x4Finite(h1);
+      }
+      v128.store(py, f32x4.add(v128.load(py), f32x4.mul(va, x0)));
+      v128.store(py, f32x4.add(v128.load(py, 16), f32x4.mul(va, x1)), 16);
+      v128.store(py, f32x4.add(v128.load(py, 32), f32x4.mul(va, x2)), 32);
+      v128.store(py, f32x4.add(v128.load(py, 48), f32x4.mul(va, x3)), 48);
     }
     for (; i + LANES <= n; i += LANES) {
       const py = y + (<usize>i << 2);
@@ -177,8 +192,14 @@ export function scaleF16(alpha: f32, x: usize, n: i32): void {
     for (; i + 8 <= n; i += 8) {
       const p = x + (<usize>i << 1);
       const h = v128.load(p);
-      const lo = f32x4ToF16x4(f32x4.mul(va, f16x4ToF32x4(i32x4.extend_low_i16x8_u(h))));
-      const hi = f32x4ToF16x4(f32x4.mul(va, f16x4ToF32x4(i32x4.extend_high_i16x8_u(h))));
+      let xl: v128, xh: v128;
+      if (f16x8HasInfNaN(h)) {
+        xl = f16x8LowToF32x4(h); xh = f16x8HighToF32x4(h);
+      } else {
+        xl = f16x8LowToF32x4Finite(h); xh = f16x8HighToF32x4Finite(h);
+      }
+      const lo = f32x4ToF16x4(f32x4.mul(va, xl));
+      const hi = f32x4ToF16x4(f32x4.mul(va, xh));
       v128.store(p, i16x8.narrow_i32x4_u(lo, hi));
     }
   }

@@ -281,6 +281,37 @@ VEC('scaleF32 / scaleF16: bit-exact against fl(alpha*x) and f16(fl(alpha*x)), SI
   }
 });
 
+VEC('f16 kernels propagate Inf and NaN through the SIMD slow path and the scalar tail', () => {
+  for (const n of [8, 16, 17, 33]) {
+    for (const [bad, kind] of [[0x7c00, 'inf'], [0xfc00, '-inf'], [0x7e01, 'nan']] as const) {
+      const h = new Uint16Array(n).fill(0x3c00); // 1.0
+      h[n - 2] = bad; // inside the unrolled body for n = 16, 33; in the tail for n = 17
+      const b = new Float32Array(n).fill(1);
+      for (const [name, e] of BUILDS) {
+        const s = new Scratch(e);
+        const got = e.kernels.dotF16(s.put(h), s.put(b), n);
+        const py = s.put(new Float32Array(n));
+        e.kernels.axpyF16(2, s.put(h), py, n);
+        const y = e.f32(py, n);
+        const ph = s.put(h);
+        e.kernels.scaleF16(0.5, ph, n);
+        const sh = e.u16(ph, n);
+        if (kind === 'nan') {
+          assert.ok(Number.isNaN(got) && Number.isNaN(y[n - 2]) && ref.f16IsNaN(sh[n - 2]), `${name} n=${n} NaN`);
+        } else {
+          const sign = kind === 'inf' ? 1 : -1;
+          assert.is(got, sign * Infinity, `${name} n=${n} dot ${kind}`);
+          assert.is(y[n - 2], sign * Infinity, `${name} n=${n} axpy ${kind}`);
+          assert.is(sh[n - 2], bad, `${name} n=${n} scale ${kind}`);
+        }
+        assert.is(y[0], 2, `${name}: finite lanes next to ${kind}`);
+        assert.is(sh[0], 0x3800, `${name}: 0.5 * 1.0`);
+        s.free();
+      }
+    }
+  }
+});
+
 VEC.run();
 
 // ---------------------------------------------------------------------------------------------
