@@ -8,6 +8,8 @@ type Command = { describe: string; run: (argv: string[]) => Promise<number> };
 
 export const COMMANDS: Record<string, () => Promise<Command>> = {
   bench: async () => (await import('./bench.ts')).command,
+  'verify-model': async () => (await import('./verify-model.ts')).command,
+  generate: async () => (await import('./generate.ts')).command,
 };
 
 function usage(): string {
