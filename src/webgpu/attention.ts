@@ -24,13 +24,15 @@ import { PARAMS_STRIDE, WORKGROUP_SIZE, attentionShader, attentionWorkgroupBytes
 import type { AttentionResult } from './pagecodec.ts';
 
 /** Largest GQA group (query heads per KV head) accepted. */
-export const MAX_GROUP_SIZE = 64;
+export const MAX_GROUP_SIZE = 32;
 /** Default cap of one pool chunk (bytes); lowered to the device's binding limit. */
 export const DEFAULT_CHUNK_BYTES = 256 * 1024 * 1024;
 /** Page slots a new chunk starts with (it doubles as it fills). */
 export const INITIAL_CHUNK_PAGES = 64;
 /** Default number of splits (workgroups) one lane's pages are cut into. */
 export const DEFAULT_TARGET_SPLITS = 256;
+/** The merge kernel writes an lse at or below this for a head without live entries. */
+const NO_ENTRY_LSE = -1e38;
 /** Page-table caches kept (one per distinct lane list, e.g. one per layer). */
 const PLAN_CACHE_SIZE = 256;
 
@@ -39,7 +41,7 @@ export interface WebGPUAttentionOptions extends WebGPUContextOptions {
   context?: WebGPUContext;
   /** Head dimension d; one of `SUPPORTED_HEAD_DIMS`. */
   headDim: number;
-  /** Query heads per KV head (GQA group size G), 1..64. */
+  /** Query heads per KV head (GQA group size G), 1..32 (the WASM kernels' limit too). */
   groupSize: number;
   /** Channels per value quantization group of packed pages; default `min(32, headDim)`. */
   valueGroup?: number;
@@ -75,7 +77,7 @@ class PagePool {
 }
 
 interface Dispatch { format: Format; chunk: number; splitOffset: number; numSplits: number }
-interface Plan { versions: number[]; buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number; emptyLanes: number[] }
+interface Plan { versions: number[]; buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number }
 
 /** Validated options for the constructor. */
 interface Shape { headDim: number; groupSize: number; valueGroup: number; chunkBytes: number; targetSplits: number }
@@ -420,7 +422,6 @@ export class WebGPUAttention {
     type Group = { format: Format; chunk: number; splits: number[]; entries: number[] };
     const groups = new Map<string, Group>();
     const mplan: number[] = [];
-    const emptyLanes: number[] = [];
     let partial = 0;
     for (let li = 0; li < lanes.length; li++) {
       const pages = this.lanes.get(lanes[li])!.pages;
@@ -443,7 +444,6 @@ export class WebGPUAttention {
         }
       }
       mplan.push(first, partial - first);
-      if (partial === first) emptyLanes.push(li);
     }
     // layout: [splits of every group][entries of every group][mplan]
     let words = 0;
@@ -479,7 +479,7 @@ export class WebGPUAttention {
       buffer = this.createTracked(Math.max(256, bytes * (cached ? 2 : 1)), BufferUsage.STORAGE | BufferUsage.COPY_DST, 'edgekv-plan');
     }
     this.device.queue.writeBuffer(buffer, 0, data);
-    const plan: Plan = { versions, buffer, dispatches, mplanOffset, numPartials: partial, bytes, emptyLanes };
+    const plan: Plan = { versions, buffer, dispatches, mplanOffset, numPartials: partial, bytes };
     this.plans.delete(key);
     this.plans.set(key, plan);
     if (this.plans.size > PLAN_CACHE_SIZE) {
@@ -585,7 +585,7 @@ export class WebGPUAttention {
     staging.unmap();
     const out = all.subarray(0, outFloats);
     const lse = all.subarray(outFloats, outFloats + lseFloats);
-    for (const li of plan.emptyLanes) for (let h = 0; h < G; h++) lse[li * G + h] = -Infinity;
+    for (let i = 0; i < lse.length; i++) if (lse[i] <= NO_ENTRY_LSE) lse[i] = -Infinity;
     return { out, lse };
   }
 }

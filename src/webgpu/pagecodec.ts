@@ -129,14 +129,16 @@ export function encodePage(
     const s = Math.floor(c / o.R);
     bytes[rowOff + (c - s * o.R)] |= code << (s * o.bits);
   };
+  // f32 arithmetic throughout, as the WASM kernel does, so that both give the same bytes
+  const f = Math.fround;
   const params = (mn: number, mx: number): [number, number, number, number] => {
-    const minH = halfDown(mn);
+    const minH = halfDown(f(mn));
     const minF = halfToFloat(minH);
-    const scaleH = mx > minF ? halfUp(Math.fround((mx - minF) / levels)) : 0;
+    const scaleH = f(mx) > minF ? halfUp(f(f(f(mx) - minF) / levels)) : 0;
     return [minH, scaleH, minF, halfToFloat(scaleH)];
   };
   const quant = (x: number, minF: number, scaleF: number) =>
-    scaleF > 0 ? Math.min(levels, Math.max(0, roundEven((x - minF) / scaleF))) : 0;
+    scaleF > 0 ? Math.min(levels, Math.max(0, roundEven(f(f(f(x) - minF) * f(1 / scaleF))))) : 0;
   // keys: per channel over the page's tokens
   for (let c = 0; c < d; c++) {
     let mn = Infinity, mx = -Infinity;

@@ -328,7 +328,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * Merge kernel: one workgroup per (lane, head) merges the lane's partial records with
  * log-sum-exp into `result = out[lanes][G][d] ++ lse[lanes][G]`.
  * `mplan` (from word `mplanOffset`) holds `[firstPartial, partialCount]` per lane. A lane with no partials gets
- * `out = 0` and `lse = 0` (the host turns that lse into -Infinity).
+ * `out = 0` and `lse = -3e38`, as does a head whose every entry is masked (log-weight
+ * -Infinity); the host turns that lse into -Infinity.
  */
 export function mergeShader(G: number, D: number): string {
   return `// edgekv attention merge, d=${D}, G=${G} (generated)
@@ -357,7 +358,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let b = (first + p) * PS;
     l += partials[b + G + h] * exp(partials[b + h] - m);
   }
-  let inv = select(0.0, 1.0 / l, n > 0u);
+  let live = n > 0u && l > 0.0;
+  let inv = select(0.0, 1.0 / l, live);
   for (var c = t; c < D; c += WG) {
     var s = 0.0;
     for (var p = 0u; p < n; p++) {
@@ -366,7 +368,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     result[(lane * G + h) * D + c] = s * inv;
   }
-  if (t == 0u) { result[params.lseOffset + lane * G + h] = select(0.0, m + log(l), n > 0u); }
+  if (t == 0u) { result[params.lseOffset + lane * G + h] = select(${NEG_BIG}, m + log(l), live); }
 }
 `;
 }
