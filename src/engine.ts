@@ -15,6 +15,8 @@
 import { Arena } from './arena.ts';
 import { EdgeKVError, checkKeys, checkOneOf } from './errors.ts';
 import type { KernelExports } from './wasm.ts';
+import { createCache as createCacheOn, type KVCache } from './cache/cache.ts';
+import type { CacheOptions } from './cache/options.ts';
 
 export type WasmSource = WebAssembly.Module | ArrayBuffer | ArrayBufferView | URL | string;
 export type BackendName = 'wasm-simd' | 'wasm-scalar';
@@ -101,6 +103,11 @@ export class Engine {
   u16(ptr: number, len: number): Uint16Array { return new Uint16Array(this.memory.buffer, ptr, len); }
   i32(ptr: number, len: number): Int32Array { return new Int32Array(this.memory.buffer, ptr, len); }
   u8(ptr: number, len: number): Uint8Array { return new Uint8Array(this.memory.buffer, ptr, len); }
+
+  /** Create a streaming KV cache in this engine's memory (options: src/cache/options.ts, docs/cache.md). */
+  createCache(options: CacheOptions): KVCache {
+    return createCacheOn(this, options);
+  }
 
   /** Allocate and copy `data` in; returns the pointer (free it with `arena.free`). */
   copyIn(data: Float32Array | Int32Array | Uint16Array | Uint8Array): number {

@@ -5,3 +5,8 @@ export { EdgeKVError } from './errors.ts';
 export type { EdgeKVErrorCode } from './errors.ts';
 export { FORMATS, PAGE_TOKENS, pageBytes } from './formats.ts';
 export type { Format } from './formats.ts';
+export { KVCache, createCache } from './cache/cache.ts';
+export type { AttendOptions, CacheStats, LaneStats } from './cache/cache.ts';
+export type { CacheOptions, LaneBudget, ResolvedOptions } from './cache/options.ts';
+export { registerPolicy, registerStage, policyNames } from './policies/registry.ts';
+export type { Policy, PolicyFactory, PolicyContext, Plan, Stage, StageFactory } from './policies/types.ts';
