@@ -97,6 +97,7 @@ export class Arena {
   get liveBlocks(): number { return this.live.size; }
 }
 
+/** Round up to a multiple of ARENA_ALIGN (arithmetic, not 32-bit bit operations: sizes may exceed 2^31). */
 export function align(n: number): number {
-  return (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+  return Math.ceil(n / ARENA_ALIGN) * ARENA_ALIGN;
 }

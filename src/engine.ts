@@ -13,7 +13,7 @@
  * build is used and `onNotice` is told so once. The modules import nothing.
  */
 import { Arena } from './arena.ts';
-import { EdgeKVError, checkKeys, checkOneOf } from './errors.ts';
+import { EdgeKVError, argError, checkKeys, checkOneOf } from './errors.ts';
 import type { KernelExports } from './wasm.ts';
 import { createCache as createCacheOn, type KVCache } from './cache/cache.ts';
 import type { CacheOptions } from './cache/options.ts';
@@ -45,6 +45,10 @@ export function detectSimd(): boolean {
     try { simdSupported = WebAssembly.validate(SIMD_PROBE); } catch { simdSupported = false; }
   }
   return simdSupported;
+}
+
+function isWasmSource(v: unknown): v is WasmSource {
+  return v instanceof WebAssembly.Module || typeof v === 'string' || v instanceof URL || v instanceof ArrayBuffer || ArrayBuffer.isView(v);
 }
 
 const moduleCache = new Map<string, Promise<WebAssembly.Module>>();
@@ -125,6 +129,7 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
   if (options === null || typeof options !== 'object') throw new EdgeKVError('E_ARG', `options must be an object, got ${options}`, 'options');
   checkKeys('options', options, ENGINE_OPTIONS);
   const want = checkOneOf('options.backend', options.backend ?? 'auto', ['auto', 'wasm-simd', 'wasm-scalar'] as const);
+  if (options.onNotice !== undefined && typeof options.onNotice !== 'function') throw argError('options.onNotice', options.onNotice, 'a function (message: string) => void');
   const notice = options.onNotice ?? ((m: string) => console.warn(`[edgekv] ${m}`));
   const simd = detectSimd();
   let order: BackendName[];
@@ -138,11 +143,22 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
     order = [want];
   }
   const w = options.wasm;
+  const single = w !== undefined && isWasmSource(w);
+  if (w !== undefined && !single) {
+    if (w === null || typeof w !== 'object') {
+      throw argError('options.wasm', w, 'a WebAssembly.Module, the .wasm bytes (ArrayBuffer, Uint8Array), a URL or URL string, or { simd, scalar } of those');
+    }
+    checkKeys('options.wasm', w, ['simd', 'scalar']);
+    for (const k of ['simd', 'scalar'] as const) {
+      const s = (w as Record<string, unknown>)[k];
+      if (s !== undefined && !isWasmSource(s)) throw argError(`options.wasm.${k}`, s, 'a WebAssembly.Module, the .wasm bytes, a URL or a URL string');
+    }
+  }
+  // One module given: it is whichever build it is (its hasSimd() says); try it once.
+  if (single && want === 'auto') order = [order[0]];
   const sources = (kind: 'simd' | 'scalar'): WasmSource => {
     if (w === undefined) return defaultUrl(kind);
-    if (w instanceof WebAssembly.Module || typeof w === 'string' || w instanceof URL || w instanceof ArrayBuffer || ArrayBuffer.isView(w)) {
-      return w as WasmSource;
-    }
+    if (single) return w as WasmSource;
     const s = (w as { simd?: WasmSource; scalar?: WasmSource })[kind];
     if (s === undefined) throw new EdgeKVError('E_BACKEND', `options.wasm.${kind} was not given`, `wasm.${kind}`);
     return s;
@@ -152,8 +168,16 @@ export async function createEngine(options: EngineOptions = {}): Promise<Engine>
     try {
       const mod = await compile(sources(name === 'wasm-simd' ? 'simd' : 'scalar'));
       const instance = await WebAssembly.instantiate(mod, {});
-      const engine = new Engine(name, instance);
-      if (name === 'wasm-scalar' && want === 'auto' && simd) notice('the SIMD kernels failed to load; using the scalar kernels.');
+      const ex = instance.exports as Partial<KernelExports>;
+      if (!(ex.memory instanceof WebAssembly.Memory) || typeof ex.hasSimd !== 'function' || typeof ex.heapBase !== 'function') {
+        throw new Error('not an edgekv kernel module (it lacks the memory, hasSimd or heapBase export)');
+      }
+      const built: BackendName = ex.hasSimd() === 1 ? 'wasm-simd' : 'wasm-scalar';
+      if (built !== name && !(single && want === 'auto')) {
+        throw new Error(`options.wasm${single ? '' : name === 'wasm-simd' ? '.simd' : '.scalar'} is the ${built} build, not the ${name} build`);
+      }
+      const engine = new Engine(built, instance);
+      if (name === 'wasm-scalar' && want === 'auto' && simd) notice(`the SIMD kernels failed to load (${failures.join('; ')}); using the scalar kernels.`);
       return engine;
     } catch (e) {
       failures.push(`${name}: ${(e as Error).message}`);
