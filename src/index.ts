@@ -10,3 +10,5 @@ export type { AttendOptions, CacheStats, LaneStats } from './cache/cache.ts';
 export type { CacheOptions, LaneBudget, ResolvedOptions } from './cache/options.ts';
 export { registerPolicy, registerStage, policyNames } from './policies/registry.ts';
 export type { Policy, PolicyFactory, PolicyContext, Plan, Stage, StageFactory } from './policies/types.ts';
+export { createWebGPUAttention, WebGPUAttention, createWebGPUContext, WebGPUContext, createWebGPUMatvec, WebGPUMatvec, createPagedAttention, PAGED_BACKENDS, encodePage, decodePage } from './webgpu/index.ts';
+export type { WebGPUAttentionOptions, WebGPUContextOptions, WebGPUMatvecOptions, PagedAttention, PagedAttentionOptions, PagedBackendName, AttentionResult } from './webgpu/index.ts';
