@@ -10,6 +10,7 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   bench: async () => (await import('./bench.ts')).command,
   'verify-model': async () => (await import('./verify-model.ts')).command,
   generate: async () => (await import('./generate.ts')).command,
+  eval: async () => (await import('./eval.ts')).command,
 };
 
 function usage(): string {
