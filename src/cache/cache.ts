@@ -22,7 +22,7 @@ import { select } from '../policies/selector.ts';
 import type { CacheGeometry, Plan, Policy, PolicyContext } from '../policies/types.ts';
 import { fwhtRows } from './hadamard.ts';
 import { Lane, PageStore, Scratch, Tier, planError, type RepackSource } from './lane.ts';
-import { laneTarget, resolveOptions, type CacheOptions, type ResolvedOptions } from './options.ts';
+import { F16_MAX, laneTarget, resolveOptions, type CacheOptions, type ResolvedOptions } from './options.ts';
 import { Rng } from './rng.ts';
 
 /** Largest position an entry may have (positions are stored as i32). */
@@ -146,6 +146,22 @@ export class KVCache {
     const T = keys.length / (kvHeads * d);
     checkF32('keys', keys, keys.length);
     checkF32('values', values, keys.length);
+    // Rows as they will be stored (rotated when hadamard is on), checked against the
+    // f16 range when any tier keeps f16 numbers (f16 pages, or f16 scales / minima).
+    let kRows: Float32Array = keys, vRows: Float32Array = values;
+    if (this.options.hadamard) {
+      kRows = keys.slice(); vRows = values.slice();
+      fwhtRows(kRows, d, kvHeads * T); fwhtRows(vRows, d, kvHeads * T);
+    }
+    if (this.options.exactPrecision !== 'f32' || this.lanes.some((l) => l.mid.format !== 'f32')) {
+      for (const [name, a] of [['keys', kRows], ['values', vRows]] as const) {
+        for (let i = 0; i < a.length; i++) {
+          if (Math.abs(a[i]) > F16_MAX) {
+            throw new EdgeKVError('E_ARG', `${name}[${i}]${this.options.hadamard ? ' (after the Hadamard rotation)' : ''} = ${a[i]} is outside the f16 range ±${F16_MAX}; this cache stores f16 numbers (exactPrecision / precision / packed scales): use f32 tiers or rescale`, name);
+          }
+        }
+      }
+    }
     let pos: Int32Array;
     const start = this.nextPos[layer];
     if (positions === undefined) {
@@ -199,11 +215,8 @@ export class KVCache {
     const e = this.engine;
     for (let h = 0; h < kvHeads; h++) {
       const lane = this.lane(layer, h);
-      const kv = e.f32(st.k, T * d);
-      kv.set(keys.subarray(h * T * d, (h + 1) * T * d));
-      const vv = e.f32(st.v, T * d);
-      vv.set(values.subarray(h * T * d, (h + 1) * T * d));
-      if (this.options.hadamard) { fwhtRows(kv, d, T); fwhtRows(vv, d, T); }
+      e.f32(st.k, T * d).set(kRows.subarray(h * T * d, (h + 1) * T * d));
+      e.f32(st.v, T * d).set(vRows.subarray(h * T * d, (h + 1) * T * d));
       e.f32(st.w, T).fill(0);
       e.i32(st.p, T).set(pos);
       const before = lane.tokens;
@@ -481,7 +494,7 @@ export class KVCache {
         for (let r = 0; r < c; r++) if (keepMask[at + r]) rows.push(r);
         at += c;
         if (rows.length === 0) { store.free(mid.ptrs[p]); continue; }
-        if (rows.length < c) store.compactPage(mid.ptrs[p], mid.format, Int32Array.from(rows));
+        if (rows.length < c) store.compactPage(mid.ptrs[p], mid.format, c, Int32Array.from(rows));
         ptrs.push(mid.ptrs[p]); counts.push(rows.length);
       }
       mid.ptrs.length = 0; mid.ptrs.push(...ptrs);

@@ -143,6 +143,8 @@ export class PageStore {
       let last = tier.pages - 1;
       if (last < 0 || tier.counts[last] === PAGE_TOKENS) {
         const ptr = pool && pool.length ? pool.pop()! : this.alloc(tier.format);
+        // Unused slots stay zero, so a page's bytes depend only on its entries.
+        e.u8(ptr, this.pageBytes(tier.format)).fill(0);
         tier.ptrs.push(ptr); tier.counts.push(0);
         last++;
       }
@@ -197,22 +199,26 @@ export class PageStore {
    * per-entry section is compacted with `compactRows`; per-channel key scales of a
    * packed page stay valid for the remaining tokens, so nothing is re-quantized.
    */
-  compactPage(ptr: number, format: Format, keep: Int32Array): void {
+  compactPage(ptr: number, format: Format, count: number, keep: Int32Array): void {
     const e = this.engine, k = e.kernels, d = this.d, n = keep.length;
     const idx = this.scratch.get('idx', PAGE_TOKENS * 4);
     e.i32(idx, n).set(keep);
-    k.compactRows(ptr, idx, n, 4); // logW
-    k.compactRows(ptr + 4 * PAGE_TOKENS, idx, n, 4); // pos
+    const section = (off: number, rowBytes: number) => {
+      k.compactRows(ptr + off, idx, n, rowBytes);
+      e.u8(ptr + off + n * rowBytes, (count - n) * rowBytes).fill(0); // vacated slots back to zero
+    };
+    section(0, 4); // logW
+    section(4 * PAGE_TOKENS, 4); // pos
     if (isPacked(format)) {
       const o = packedOffsets(format, d, this.vg);
-      k.compactRows(ptr + o.kCodes, idx, n, o.R);
-      k.compactRows(ptr + o.vScale, idx, n, 2 * o.ng);
-      k.compactRows(ptr + o.vMin, idx, n, 2 * o.ng);
-      k.compactRows(ptr + o.vCodes, idx, n, o.R);
+      section(o.kCodes, o.R);
+      section(o.vScale, 2 * o.ng);
+      section(o.vMin, 2 * o.ng);
+      section(o.vCodes, o.R);
     } else {
       const es = format === 'f32' ? 4 : 2;
-      k.compactRows(ptr + PAYLOAD_OFFSET, idx, n, d * es);
-      k.compactRows(ptr + PAYLOAD_OFFSET + PAGE_TOKENS * d * es, idx, n, d * es);
+      section(PAYLOAD_OFFSET, d * es);
+      section(PAYLOAD_OFFSET + PAGE_TOKENS * d * es, d * es);
     }
   }
 

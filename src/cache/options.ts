@@ -72,6 +72,13 @@ export const CACHE_DEFAULTS = {
   seed: 0,
 };
 
+/** Largest GQA group the attention kernels take (assembly/kernels/attention.ts MAX_GROUP). */
+export const MAX_GROUP = 32;
+/** Value groups are a multiple of this (kernel precondition: SIMD vectors never straddle groups). */
+export const VALUE_GROUP_MULTIPLE = 4;
+/** Largest finite binary16: f16 pages, scales and minima cannot hold more. */
+export const F16_MAX = 65504;
+
 /** Largest layers / heads accepted (sanity bounds, far above real models). */
 const MAX_LAYERS = 1024;
 const MAX_HEADS = 1024;
@@ -113,6 +120,9 @@ export function resolveOptions(options: unknown): { resolved: ResolvedOptions; p
   const kvHeads = checkInt('options.kvHeads', o.kvHeads, 1, MAX_HEADS);
   const qHeads = checkInt('options.qHeads', o.qHeads, 1, MAX_HEADS);
   if (qHeads % kvHeads !== 0) throw argError('options.qHeads', qHeads, `a multiple of options.kvHeads = ${kvHeads} (GQA groups of equal size)`);
+  if (qHeads / kvHeads > MAX_GROUP) {
+    throw new EdgeKVError('E_UNSUPPORTED', `options.qHeads / options.kvHeads = ${qHeads / kvHeads} query heads per KV head; the attention kernels take at most ${MAX_GROUP}`, 'options.qHeads');
+  }
   const headDim = o.headDim as number;
   if (!(SUPPORTED_HEAD_DIMS as readonly number[]).includes(headDim)) {
     throw new EdgeKVError('E_UNSUPPORTED', `options.headDim = ${fmt(headDim)} is not supported: expected one of ${SUPPORTED_HEAD_DIMS.join(', ')}`, 'options.headDim');
@@ -128,8 +138,8 @@ export function resolveOptions(options: unknown): { resolved: ResolvedOptions; p
     throw new EdgeKVError('E_UNSUPPORTED', `options.hadamard = true needs a power-of-two headDim; headDim = ${headDim}. Set hadamard: false`, 'options.hadamard');
   }
   const valueGroup = o.valueGroup === undefined ? defaultValueGroup(headDim) : checkInt('options.valueGroup', o.valueGroup, 1, headDim);
-  if (headDim % valueGroup !== 0 || valueGroup % 8 !== 0) {
-    throw argError('options.valueGroup', valueGroup, `a multiple of 8 dividing headDim = ${headDim}`);
+  if (headDim % valueGroup !== 0 || valueGroup % VALUE_GROUP_MULTIPLE !== 0) {
+    throw argError('options.valueGroup', valueGroup, `a multiple of ${VALUE_GROUP_MULTIPLE} dividing headDim = ${headDim}`);
   }
   const scale = o.scale === undefined ? 1 / Math.sqrt(headDim) : checkNum('options.scale', o.scale, Number.MIN_VALUE, 1e6);
   const seed = o.seed === undefined ? CACHE_DEFAULTS.seed : checkInt('options.seed', o.seed, 0, 2 ** 32 - 1);
