@@ -10,7 +10,9 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   bench: async () => (await import('./bench.ts')).command,
   'verify-model': async () => (await import('./verify-model.ts')).command,
   generate: async () => (await import('./generate.ts')).command,
+  'serve-demo': async () => (await import('./serve-demo.ts')).command,
   eval: async () => (await import('./eval.ts')).command,
+  demo: async () => (await import('./demo.ts')).command,
 };
 
 function usage(): string {
