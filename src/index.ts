@@ -6,6 +6,8 @@ export type { EdgeKVErrorCode } from './errors.ts';
 export { FORMATS, PAGE_TOKENS, pageBytes } from './formats.ts';
 export type { Format } from './formats.ts';
 export { KVCache, createCache } from './cache/cache.ts';
+export { loadCache, SNAPSHOT_VERSION } from './cache/snapshot.ts';
+export type { LoadOptions } from './cache/snapshot.ts';
 export type { AttendOptions, CacheStats, LaneStats } from './cache/cache.ts';
 export type { CacheOptions, LaneBudget, ResolvedOptions } from './cache/options.ts';
 export { registerPolicy, registerStage, policyNames } from './policies/registry.ts';

@@ -24,6 +24,7 @@ import { fwhtRows } from './hadamard.ts';
 import { Lane, PageStore, Scratch, Tier, planError, type RepackSource } from './lane.ts';
 import { F16_MAX, laneTarget, resolveOptions, type CacheOptions, type ResolvedOptions } from './options.ts';
 import { Rng } from './rng.ts';
+import { saveCache } from './snapshot.ts';
 
 /** Largest position an entry may have (positions are stored as i32). */
 export const MAX_POSITION = 2 ** 31 - 1;
@@ -598,6 +599,15 @@ export class KVCache {
       bytes += lb;
     }
     return { lanes, tokens, bytes, pages, overheadBytes: this.scratch.bytes, appended: [...this.nextPos] };
+  }
+
+  /**
+   * A versioned, checksummed byte image of the whole cache (options, policy state,
+   * RNG, every lane's pages); `loadCache(engine, bytes)` restores it bit-exactly.
+   */
+  save(): Uint8Array {
+    this.alive();
+    return saveCache(this);
   }
 
   /** Drop every entry (pages go back to the arena); options, caps and seed stay. */
