@@ -109,9 +109,12 @@ export function uniformSample(middle: Int32Array, keep: number, seed: number, we
 
 /**
  * Mean over the queries of ||ô - o||_2 / max(||o||_2, 1e-8): o = exact attention over all n
- * tokens, ô = attention over `rows` with log-weights `logW`.
+ * tokens of `kv`, ô = attention over `rows` with log-weights `logW`; the rows index
+ * `stored` (e.g. a lane's dequantized entries) when given, else `kv` itself.
  */
-export function relativeAttentionError(kv: SyntheticKV, rows: Int32Array, logW: Float64Array | Float32Array): number {
+export function relativeAttentionError(kv: SyntheticKV, rows: Int32Array, logW: Float64Array | Float32Array,
+  stored?: { keys: Float32Array; values: Float32Array }): number {
+  const src = stored ?? kv;
   const { d, n } = kv;
   const all = new Int32Array(n);
   for (let i = 0; i < n; i++) all[i] = i;
@@ -120,7 +123,7 @@ export function relativeAttentionError(kv: SyntheticKV, rows: Int32Array, logW: 
   for (let qi = 0; qi < kv.nq; qi++) {
     const q = kv.queries.subarray(qi * d, qi * d + d);
     weightedAttention(q, kv.keys, kv.values, d, all, null, o);
-    weightedAttention(q, kv.keys, kv.values, d, rows, logW, e);
+    weightedAttention(q, src.keys, src.values, d, rows, logW, e);
     let num = 0, den = 0;
     for (let c = 0; c < d; c++) { num += (e[c] - o[c]) ** 2; den += o[c] ** 2; }
     sum += Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-8);
