@@ -50,7 +50,7 @@ test('each halving walks the previous survivors in their kept order (blocks re-c
   const kv = clusteredKV({ n, d, seed: 3 });
   const s = resolveCompressor({ blockSize: 32, seed: 11 });
   const w = new ReferenceWalker();
-  let order = range(0, n), weights = new Float64Array(n).fill(1);
+  let order: Int32Array = range(0, n), weights: Float64Array = new Float64Array(n).fill(1);
   for (let t = 0; t < 3; t++) {
     const r = halvingPass(w, kv, order, weights, null, s, walkKey(11, 0, t, 0));
     order = r.order; weights = r.weights;
