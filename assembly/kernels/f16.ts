@@ -14,6 +14,7 @@
 //   f16x4ToF32x4(h) / f32x4ToF16x4(x)           v128 (SIMD build only): i32x4 of f16 bits <-> f32x4
 //   f16x8LowToF32x4(h) / f16x8HighToF32x4(h)    v128: lanes 0..3 / 4..7 of an i16x8 of f16 -> f32x4
 //   f16x8HasInfNaN(h) + f16x8{Low,High}ToF32x4Finite(h)   the fast path for finite data
+//   f32x8AllF16Normal(x0, x1) + f32x4ToF16x4Normal(x)      the fast encode for the normal range
 //   loadF16x4(ptr)                              4 f16 from memory -> f32x4
 
 /** f32 exponent bias minus f16 exponent bias (127 - 15), in the f32 exponent field. */
@@ -195,6 +196,31 @@
   return v128.or(h, sign);
 }
 
+/** Width of the f16 normal range in f32 bits: a - F32_F16_MIN_NORMAL below this (unsigned) is normal. */
+// @ts-ignore: decorator
+@inline const F32_F16_NORMAL_SPAN: u32 = F32_F16_OVERFLOW - F32_F16_MIN_NORMAL;
+
+/** Whether all eight lanes of `x0`, `x1` (f32x4) encode as normal f16 (2^-14 <= |x| < 65520). SIMD build only. */
+// @ts-ignore: decorator
+@inline export function f32x8AllF16Normal(x0: v128, x1: v128): bool {
+  const low = i32x4.splat(F32_F16_MIN_NORMAL), span = i32x4.splat(F32_F16_NORMAL_SPAN - 1);
+  const out0 = i32x4.gt_u(i32x4.sub(v128.and(x0, i32x4.splat(F32_ABS)), low), span);
+  const out1 = i32x4.gt_u(i32x4.sub(v128.and(x1, i32x4.splat(F32_ABS)), low), span);
+  return !v128.any_true(v128.or(out0, out1));
+}
+
+/**
+ * Encode an f32x4 whose lanes are all in the f16 normal range (see `f32x8AllF16Normal`) as four
+ * f16 (i32x4 lanes holding the bits), round to nearest even. SIMD build only.
+ */
+// @ts-ignore: decorator
+@inline export function f32x4ToF16x4Normal(x: v128): v128 {
+  const a = v128.and(x, i32x4.splat(F32_ABS));
+  const lsb = v128.and(i32x4.shr_u(a, MANT_SHIFT), i32x4.splat(1)); // REBIAS has no bits below 2^23
+  const h = i32x4.shr_u(i32x4.add(i32x4.add(a, i32x4.splat(ROUND_HALF_MINUS_1 - REBIAS)), lsb), MANT_SHIFT);
+  return v128.or(h, v128.and(i32x4.shr_u(x, 16), i32x4.splat(F16_SIGN)));
+}
+
 /** Load four f16 at `ptr` as an f32x4. SIMD build only. */
 // @ts-ignore: decorator
 @inline export function loadF16x4(ptr: usize): v128 {
@@ -228,8 +254,13 @@ export function f32ToF16(src: usize, dst: usize, n: i32): void {
   if (ASC_FEATURE_SIMD) {
     for (; i + 8 <= n; i += 8) {
       const s = src + (<usize>i << 2);
-      const lo = f32x4ToF16x4(v128.load(s));
-      const hi = f32x4ToF16x4(v128.load(s, 16));
+      const x0 = v128.load(s), x1 = v128.load(s, 16);
+      let lo: v128, hi: v128;
+      if (f32x8AllF16Normal(x0, x1)) {
+        lo = f32x4ToF16x4Normal(x0); hi = f32x4ToF16x4Normal(x1);
+      } else {
+        lo = f32x4ToF16x4(x0); hi = f32x4ToF16x4(x1);
+      }
       v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(lo, hi));
     }
   }

@@ -13,6 +13,7 @@
 import {
   f16bitsToF32, f32ToF16bits, f16x4ToF32x4, f32x4ToF16x4, f16x8HasInfNaN, f16x16HasInfNaN,
   f16x8LowToF32x4, f16x8HighToF32x4, f16x8LowToF32x4Finite, f16x8HighToF32x4Finite,
+  f32x8AllF16Normal, f32x4ToF16x4Normal,
 } from './f16';
 
 /** Elements per unrolled SIMD iteration: 4 accumulators x 4 lanes. */
@@ -198,8 +199,13 @@ export function scaleF16(alpha: f32, x: usize, n: i32): void {
       } else {
         xl = f16x8LowToF32x4Finite(h); xh = f16x8HighToF32x4Finite(h);
       }
-      const lo = f32x4ToF16x4(f32x4.mul(va, xl));
-      const hi = f32x4ToF16x4(f32x4.mul(va, xh));
+      const yl = f32x4.mul(va, xl), yh = f32x4.mul(va, xh);
+      let lo: v128, hi: v128;
+      if (f32x8AllF16Normal(yl, yh)) {
+        lo = f32x4ToF16x4Normal(yl); hi = f32x4ToF16x4Normal(yh);
+      } else {
+        lo = f32x4ToF16x4(yl); hi = f32x4ToF16x4(yh);
+      }
       v128.store(p, i16x8.narrow_i32x4_u(lo, hi));
     }
   }
