@@ -22,7 +22,7 @@ import { select } from '../policies/selector.ts';
 import type { CacheGeometry, Plan, Policy, PolicyContext } from '../policies/types.ts';
 import { fwhtRows } from './hadamard.ts';
 import { Lane, PageStore, Scratch, Tier, planError, type RepackSource } from './lane.ts';
-import { F16_MAX, laneTarget, resolveOptions, type CacheOptions, type ResolvedOptions } from './options.ts';
+import { F16_MAX, MAX_GROUP, laneTarget, resolveOptions, type CacheOptions, type ResolvedOptions } from './options.ts';
 import { Rng } from './rng.ts';
 import { saveCache } from './snapshot.ts';
 
@@ -339,12 +339,13 @@ export class KVCache {
 
   /**
    * Attention probabilities `[rows][tokens]` of `queries` (`[rows][headDim]`, storage
-   * basis) over every entry of `lane`, computed `groupSize` rows at a time.
+   * basis) over every entry of `lane`, computed up to MAX_GROUP rows per kernel call.
    */
   private attention(lane: Lane, queries: Float32Array, rows: number): Float32Array {
     const e = this.engine, k = e.kernels, d = this.options.headDim;
     const n = lane.tokens;
-    const chunk = this.geometry.groupSize;
+    // As many query rows per kernel call as it takes: each pass over the keys serves them all.
+    const chunk = Math.min(MAX_GROUP, rows);
     const result = new Float32Array(rows * n);
     const s = this.scratch;
     const qPtr = s.get('aq', chunk * d * 4);
