@@ -8,8 +8,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createEngine, type Engine } from '../../src/engine.ts';
-import { FORMATS, FORMAT_CODE, PAGE_TOKENS, pageBytes, type Format } from '../../src/formats.ts';
-import { ERROR_BUDGETS } from '../../src/reference/quant.ts';
+import { FORMATS, FORMAT_CODE, PAGE_TOKENS, pageBytes, packedOffsets, type Format } from '../../src/formats.ts';
+import { ERROR_BUDGETS, FIXED_POINT_ONE, halfToFloat } from '../../src/reference/quant.ts';
 import * as refAttn from '../../src/reference/attention.ts';
 import { attend, packLane } from '../../src/ops/attention.ts';
 import { EdgeKVError } from '../../src/errors.ts';
@@ -143,6 +143,42 @@ function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/**
+ * Per-logit tolerance of the kernels against the float64 reference on the stored values:
+ * f32 rounding (a few ulps of the sum of |terms|), plus, for packed pages, the bound of
+ * the 16-bit fixed-point query (FIXED_POINT_BITS): half a unit per code,
+ * unit = max_c |scale q_c kScale_c| / 32767, times sum_c code_tc.
+ */
+function logitTolerance(format: Format, d: number, vg: number, pages: Uint8Array[], counts: number[], q: Float32Array, G: number, scale: number): Float64Array {
+  const { k, logW, n } = refAttn.concatPages(format, d, vg, pages, counts);
+  const tol = new Float64Array(G * n);
+  const packed = format === 'int8' || format === 'int4' || format === 'int2';
+  let e = 0;
+  for (let pg = 0; pg < pages.length; pg++) {
+    const dv = new DataView(pages[pg].buffer, pages[pg].byteOffset);
+    const ks = new Float64Array(d), km = new Float64Array(d);
+    if (packed) {
+      const o = packedOffsets(format, d, vg);
+      for (let c = 0; c < d; c++) { ks[c] = halfToFloat(dv.getUint16(o.kScale + 2 * c, true)); km[c] = halfToFloat(dv.getUint16(o.kMin + 2 * c, true)); }
+    }
+    for (let h = 0; h < G; h++) {
+      let unit = 0;
+      if (packed) for (let c = 0; c < d; c++) unit = Math.max(unit, Math.abs(scale * q[h * d + c] * ks[c]) / FIXED_POINT_ONE);
+      for (let t = 0; t < counts[pg]; t++) {
+        const i = e + t;
+        let terms = Math.abs(logW[i]) + 1, codes = 0;
+        for (let c = 0; c < d; c++) {
+          terms += Math.abs(scale * q[h * d + c] * k[i * d + c]);
+          if (packed && ks[c] > 0) codes += Math.round((k[i * d + c] - km[c]) / ks[c]);
+        }
+        tol[h * n + i] = 4e-6 * terms + (unit / 2) * codes * 1.001;
+      }
+    }
+    e += counts[pg];
+  }
+  return tol;
+}
+
 /** Kernel vs the float64 reference on the same stored values, and vs exact attention within the format budget. */
 function checkCase(format: Format, d: number, G: number, n: number, ragged: boolean, sharp = false): void {
   const vg = Math.min(32, d);
@@ -154,9 +190,13 @@ function checkCase(format: Format, d: number, G: number, n: number, ragged: bool
   const what = `${format} d=${d} G=${G} n=${n}${ragged ? ' ragged' : ''}${sharp ? ' sharp' : ''}`;
   const results: KernelResult[] = [];
   let stored: refAttn.AttentionResult | undefined;
+  let tol: Float64Array = new Float64Array(0);
   for (const e of engines) {
     const lane = new Lane(e, format, d, vg, counts, data);
-    if (!stored) stored = refAttn.attentionOverPages(format, d, vg, lane.pageBytes(), counts, q, G, scale);
+    if (!stored) {
+      stored = refAttn.attentionOverPages(format, d, vg, lane.pageBytes(), counts, q, G, scale);
+      tol = logitTolerance(format, d, vg, lane.pageBytes(), counts, q, G, scale);
+    }
     results.push(runAttention(e, [lane], q, G, d, scale));
     lane.free();
   }
@@ -165,10 +205,13 @@ function checkCase(format: Format, d: number, G: number, n: number, ragged: bool
   for (let i = 0; i < results.length; i++) {
     const r = results[i], name = `${engines[i].backend} ${what}`;
     // logits: absolute error relative to the size of the terms summed
-    const logitTol = 1e-5 * (Math.sqrt(d) * scale * 4 + 1);
-    assert.ok(maxAbs(r.logits, stored!.logits) <= logitTol, `${name}: logits off by ${maxAbs(r.logits, stored!.logits)}`);
-    assert.ok(maxAbs(r.lse, stored!.lse) <= logitTol * 2, `${name}: lse off by ${maxAbs(r.lse, stored!.lse)}`);
-    assert.ok(maxAbs(r.probs, stored!.probs) <= 1e-5, `${name}: probabilities off by ${maxAbs(r.probs, stored!.probs)}`);
+    for (let j = 0; j < G * n; j++) {
+      assert.ok(Math.abs(r.logits[j] - stored!.logits[j]) <= tol[j], `${name}: logit ${j} = ${r.logits[j]} vs ${stored!.logits[j]} (tolerance ${tol[j]})`);
+    }
+    let maxTol = 0;
+    for (const t of tol) maxTol = Math.max(maxTol, t);
+    assert.ok(maxAbs(r.lse, stored!.lse) <= maxTol + 1e-6 * Math.max(...Array.from(stored!.lse, Math.abs)), `${name}: lse off by ${maxAbs(r.lse, stored!.lse)}`);
+    assert.ok(maxAbs(r.probs, stored!.probs) <= 1e-5 + 2 * maxTol, `${name}: probabilities off by ${maxAbs(r.probs, stored!.probs)}`);
     const kErr = relErr(r.out, stored!.out);
     assert.ok(kErr <= budget.kernelRel * (sharp ? 4 : 1) * Math.max(1, Math.log2(n) / 4), `${name}: kernel vs float64 on stored values rel ${kErr}`);
     const aErr = relErr(r.out, exact.out);
@@ -217,9 +260,9 @@ test('two tiers in one state == one call over all entries; lse merge of two call
       const k = new Float64Array([...sa.k, ...sb.k]), v = new Float64Array([...sa.v, ...sb.v]), w = new Float64Array([...sa.logW, ...sb.logW]);
       const want = refAttn.attention(q, G, d, k, v, w, n1 + n2, scale);
       const what = `${e.backend} ${f1}+${f2}`;
-      assert.ok(relErr(both.out, want.out) <= 2e-5, `${what}: two tiers vs reference`);
-      assert.ok(maxAbs(both.lse, want.lse) <= 1e-4, `${what}: lse`);
-      assert.ok(maxAbs(both.probs, want.probs) <= 1e-5, `${what}: probabilities over both tiers`);
+      assert.ok(relErr(both.out, want.out) <= Math.max(ERROR_BUDGETS[f1].kernelRel, ERROR_BUDGETS[f2].kernelRel), `${what}: two tiers vs reference ${relErr(both.out, want.out)}`);
+      assert.ok(maxAbs(both.lse, want.lse) <= 5e-4, `${what}: lse`);
+      assert.ok(maxAbs(both.probs, want.probs) <= 5e-5, `${what}: probabilities over both tiers`);
       const merged = refAttn.mergePartials(ra, rb, G, d);
       assert.ok(relErr(merged.out, both.out) <= 2e-5, `${what}: merged partials == one call`);
       assert.ok(maxAbs(merged.lse, both.lse) <= 1e-4, `${what}: merged lse`);
@@ -291,8 +334,9 @@ test('large logits do not overflow (running max)', () => {
     const r = runAttention(e, [lane], q, G, d, 1);
     const want = refAttn.attentionOverPages(format, d, vg, lane.pageBytes(), lane.counts, q, G, 1);
     assert.ok(r.out.every(Number.isFinite), `${format}: finite`);
-    assert.ok(relErr(r.out, want.out) <= 1e-4, `${e.backend} ${format}: ${relErr(r.out, want.out)}`);
-    assert.ok(Math.abs(r.lse[0] - want.lse[0]) <= 1e-5 * Math.abs(want.lse[0]), `${format}: lse ${r.lse[0]} vs ${want.lse[0]}`);
+    const tol = logitTolerance(format, d, vg, lane.pageBytes(), lane.counts, q, G, 1);
+    assert.ok(relErr(r.out, want.out) <= 10 * ERROR_BUDGETS[format].kernelRel + Math.max(...tol), `${e.backend} ${format}: ${relErr(r.out, want.out)}`);
+    assert.ok(Math.abs(r.lse[0] - want.lse[0]) <= Math.max(...tol) + 1e-6 * Math.abs(want.lse[0]), `${format}: lse ${r.lse[0]} vs ${want.lse[0]}`);
     lane.free();
   }
 });
@@ -310,10 +354,10 @@ test('ops: packLane + attend match the reference; read() returns the stored entr
     const back = lane.read();
     assert.equal(Array.from(back.positions), Array.from({ length: n }, (_, i) => i));
     const want = refAttn.attention(q, G, d, back.keys, back.values, back.logWeights, n, 1 / Math.sqrt(d));
-    assert.ok(relErr(r.out, want.out) <= 2e-5, `${format}: out`);
-    assert.ok(maxAbs(r.lse!, want.lse) <= 1e-4, `${format}: lse`);
-    assert.ok(maxAbs(r.logits!, want.logits) <= 1e-4, `${format}: logits`);
-    assert.ok(maxAbs(r.probabilities!, want.probs) <= 1e-5, `${format}: probabilities`);
+    assert.ok(relErr(r.out, want.out) <= ERROR_BUDGETS[format].kernelRel, `${format}: out`);
+    assert.ok(maxAbs(r.lse!, want.lse) <= 5e-4, `${format}: lse`);
+    assert.ok(maxAbs(r.logits!, want.logits) <= 5e-4, `${format}: logits`);
+    assert.ok(maxAbs(r.probabilities!, want.probs) <= 5e-5, `${format}: probabilities`);
     const exact = refAttn.attention(q, G, d, data.k, data.v, data.logW, n, 1 / Math.sqrt(d));
     assert.ok(relErr(r.out, exact.out) <= ERROR_BUDGETS[format].attentionRel, `${format}: budget`);
     // two tiers through the wrapper
