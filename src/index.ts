@@ -4,6 +4,8 @@ export type { EngineOptions, BackendName, WasmSource } from './engine.ts';
 export { EdgeKVError } from './errors.ts';
 export type { EdgeKVErrorCode } from './errors.ts';
 export { FORMATS, PAGE_TOKENS, pageBytes } from './formats.ts';
+/** Validated wrappers over the basic kernels (f16 encode/decode, dot, axpy, scale, fwht, gather/compact, Hamming rows). */
+export * as ops from './ops/basic.ts';
 export type { Format } from './formats.ts';
 export { KVCache, createCache } from './cache/cache.ts';
 export { loadCache, SNAPSHOT_VERSION } from './cache/snapshot.ts';
