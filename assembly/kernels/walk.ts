@@ -247,16 +247,23 @@ function rowDots(X: usize, i: i32, jEnd: i32, Bp: i32, d: i32, mul: f32, add: f3
       v128.store(out + (<usize>j << 2), f32x4.add(f32x4.mul(a0, vm), va));
     }
   } else {
-    for (; j < end; j++) {
-      let a: f32 = 0;
-      let col = X + (<usize>j << 2);
-      let pi = xi;
-      for (let c = 0; c < d; c++) {
-        a += load<f32>(pi) * load<f32>(col);
-        col += rowStride;
-        pi += rowStride;
+    // Channel-outer order (rows of X read contiguously); each out[j] still sums its
+    // channels in order, so the result equals the SIMD build's bit for bit.
+    for (let jj = 0; jj < end; jj++) store<f32>(out + (<usize>jj << 2), 0);
+    let row = X;
+    let pi = xi;
+    for (let c = 0; c < d; c++) {
+      const s = load<f32>(pi);
+      for (let jj = 0; jj < end; jj++) {
+        const po = out + (<usize>jj << 2);
+        store<f32>(po, load<f32>(po) + s * load<f32>(row + (<usize>jj << 2)));
       }
-      store<f32>(out + (<usize>j << 2), a * mul + add);
+      row += rowStride;
+      pi += rowStride;
+    }
+    for (let jj = 0; jj < end; jj++) {
+      const po = out + (<usize>jj << 2);
+      store<f32>(po, load<f32>(po) * mul + add);
     }
   }
 }

@@ -43,18 +43,28 @@ export class WasmWalker implements BlockWalker {
     if (n === 0) return { signs: new Int8Array(0), saturated: 0 };
     const e = this.engine, ar = e.arena;
     const rowBytes = d * F32_BYTES;
-    const kPtr = ar.alloc(n * rowBytes);
+    const tokens = input.keys.length / d;
+    // Copy the whole input when the pass visits at least half of it (one memcpy), else
+    // gather the visited rows (no per-row allocation either way).
+    const whole = 2 * n >= tokens;
+    const rowsIn = whole ? tokens : n;
+    const kPtr = ar.alloc(rowsIn * rowBytes);
     let vPtr = 0;
     try {
-      vPtr = ar.alloc(n * rowBytes);
-      const kv = e.f32(kPtr, n * d), vv = e.f32(vPtr, n * d);
-      for (let r = 0; r < n; r++) {
-        const o = req.order[r] * d;
-        kv.set(input.keys.subarray(o, o + d), r * d);
-        vv.set(input.values.subarray(o, o + d), r * d);
+      vPtr = ar.alloc(rowsIn * rowBytes);
+      const kv = e.f32(kPtr, rowsIn * d), vv = e.f32(vPtr, rowsIn * d);
+      const keyAddr = new Uint32Array(rowsIn), valueAddr = new Uint32Array(rowsIn);
+      for (let r = 0; r < rowsIn; r++) { keyAddr[r] = kPtr + r * rowBytes; valueAddr[r] = vPtr + r * rowBytes; }
+      if (whole) {
+        kv.set(input.keys);
+        vv.set(input.values);
+        return this.walkResident({ keyAddr, valueAddr, d }, req, p);
       }
-      const keyAddr = new Uint32Array(n), valueAddr = new Uint32Array(n);
-      for (let r = 0; r < n; r++) { keyAddr[r] = kPtr + r * rowBytes; valueAddr[r] = vPtr + r * rowBytes; }
+      const ks = input.keys, vs = input.values;
+      for (let r = 0; r < n; r++) {
+        const o = req.order[r] * d, q = r * d;
+        for (let c = 0; c < d; c++) { kv[q + c] = ks[o + c]; vv[q + c] = vs[o + c]; }
+      }
       const seq = new Int32Array(n);
       for (let r = 0; r < n; r++) seq[r] = r;
       return this.walkResident({ keyAddr, valueAddr, d }, { ...req, order: seq }, p);
