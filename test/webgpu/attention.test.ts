@@ -26,6 +26,14 @@ import { gpuEnv, rng } from './gpu-env.ts';
 const OUT_TOL: Record<Format, number> = { f32: 2e-6, f16: 2e-6, int8: 4e-6, int4: 4e-6, int2: 4e-6 };
 /** Largest |GPU - reference| of the log-sum-exp (absolute; logits are O(1) here). */
 const LSE_TOL = 2e-5;
+/**
+ * Largest |WASM SIMD - reference| on packed pages, relative to max |v| (out) and absolute
+ * (lse): that kernel rounds q*kScale and p*vScale to 16-bit fixed point (relative error
+ * up to 2^-16 per term, see assembly/kernels/attention.ts), so it is looser than f32.
+ */
+const WASM_PACKED_TOL = 2e-4;
+/** Tolerance of the WASM kernels per format (f32 / f16 pages: f32 math, as on the GPU). */
+const WASM_TOL: Record<Format, number> = { f32: 2e-6, f16: 2e-6, int8: WASM_PACKED_TOL, int4: WASM_PACKED_TOL, int2: WASM_PACKED_TOL };
 
 const env = await gpuEnv();
 if (!env.gpu) {
@@ -235,7 +243,7 @@ async function suiteWithGpu(gpu: Gpu): Promise<void> {
       for (const ptr of [kp, vp, wp, pp, page]) engine.arena.free(ptr);
       const q = Float32Array.from({ length: G * d }, rand);
       const rg = await a.attend([gl], q), rw = await w.attend([wl], q);
-      compare(`${f}: webgpu vs wasm-simd`, rg, rw, 2 * OUT_TOL[f] + 1e-6, 2 * LSE_TOL);
+      compare(`${f}: webgpu vs wasm-simd`, rg, rw, OUT_TOL[f] + WASM_TOL[f], LSE_TOL + WASM_TOL[f]);
       a.freeLane(gl); w.freeLane(wl);
     }
     w.destroy();
@@ -319,7 +327,7 @@ async function suiteWithGpu(gpu: Gpu): Promise<void> {
     compare('mirrored on GPU', await m.attend([ml], q), ref, OUT_TOL.int4);
     own2.device.destroy();
     await own2.device.lost;
-    compare('mirrored after loss', await m.attend([ml], q), ref, OUT_TOL.int4);
+    compare('mirrored after loss', await m.attend([ml], q), ref, WASM_TOL.int4, WASM_TOL.int4);
     assert.is(m.backend, 'wasm-simd');
     assert.is(notices.length, 1, notices.join('\n'));
     m.destroy();
