@@ -62,6 +62,8 @@ export interface CacheStats {
   tokens: number;
   /** Σ lane bytes: every byte of every KV page (payload, scales, minima, positions, log-weights). */
   bytes: number;
+  /** Same as `bytes` (the name the README uses). */
+  totalBytes: number;
   /** Pages by format over all lanes. */
   pages: Record<Format, number>;
   /** Arena bytes of scratch buffers (staging, page tables, logits), not KV. */
@@ -599,7 +601,7 @@ export class KVCache {
       tokens += lane.tokens;
       bytes += lb;
     }
-    return { lanes, tokens, bytes, pages, overheadBytes: this.scratch.bytes, appended: [...this.nextPos] };
+    return { lanes, tokens, bytes, totalBytes: bytes, pages, overheadBytes: this.scratch.bytes, appended: [...this.nextPos] };
   }
 
   /**
