@@ -20,6 +20,7 @@ import { FORMAT_CODE, FORMATS, PAGE_TOKENS, type Format } from '../formats.ts';
 import type { LanePlan } from '../budget/types.ts';
 import { select } from '../policies/selector.ts';
 import type { CacheGeometry, Plan, Policy, PolicyContext } from '../policies/types.ts';
+import { hammingRows } from '../ops/basic.ts';
 import { fwhtRows } from './hadamard.ts';
 import { Lane, PageStore, Scratch, Tier, planError, type RepackSource } from './lane.ts';
 import { F16_MAX, MAX_GROUP, laneTarget, resolveOptions, type CacheOptions, type ResolvedOptions } from './options.ts';
@@ -388,6 +389,7 @@ export class KVCache {
       logWeights: () => this.store.readHeader(lane, 'logW') as Float32Array,
       windowQueries() { return self.windowQueries(lane); },
       attention: (q, rows) => this.attention(lane, q, rows),
+      hamming: (bits, words, anchor) => hammingRows(this.engine, bits, words, anchor),
     };
   }
 

@@ -100,7 +100,13 @@ export function createPolicy(spec: unknown, geometry: CacheGeometry, where = 'op
       canonical[f.name] = sc;
       built.push(f.create(sc, geometry));
     }
-    return { policy: { ...policy, name, stages: built }, spec: canonical };
+    // A stage's needs add to the base's (the larger query window, any observer).
+    const needs = { ...policy.needs };
+    for (const st of built) {
+      if (st.needs?.attendProbs) needs.attendProbs = true;
+      if ((st.needs?.queryWindow ?? 0) > (needs.queryWindow ?? 0)) needs.queryWindow = st.needs!.queryWindow;
+    }
+    return { policy: { ...policy, name, stages: built, needs }, spec: canonical };
   }
   return { policy, spec: canonical };
 }

@@ -62,6 +62,11 @@ export interface PolicyContext {
    * all lane entries: `[rows][tokens]`, each row summing to 1 (log-weights included).
    */
   attention(queries: Float32Array, rows: number): Float32Array;
+  /**
+   * Hamming distance of each packed bit row `[n][words]` (u32 words) to `anchor`
+   * `[words]`, by the WASM popcount kernel `hammingRows`: `Int32Array(n)` (KVCrush).
+   */
+  hamming?(bits: Uint32Array, words: number, anchor: Uint32Array): Int32Array;
 }
 
 /** A plan: which evictable entries to keep and what to add to their log-weights. */
@@ -108,6 +113,8 @@ export interface Policy {
 export interface Stage {
   readonly name: string;
   readonly config: Record<string, unknown>;
+  /** What the cache must gather for this stage (merged with the base policy's needs). */
+  readonly needs?: PolicyNeeds;
   apply(ctx: PolicyContext, scores: Float64Array, keepMask: Uint8Array, keep: number): void;
 }
 
