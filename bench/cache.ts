@@ -1,11 +1,7 @@
 /**
- * Cache benchmark entry for development: `node --import tsx bench/cache.ts [--quick] [--json]`
+ * Cache benchmark entry for development: `node --import tsx bench/cache.ts [--quick] [--json] [--no-save]`
  * (the same suite as `npx edgekv bench cache`, run from the sources).
  */
-import { formatCacheTable, runCacheBench } from '../src/bench/cache.ts';
+import { command } from '../src/cli/bench.ts';
 
-const args = process.argv.slice(2);
-const json = args.includes('--json');
-const report = await runCacheBench({ quick: args.includes('--quick'), onProgress: json ? undefined : (l) => console.error(l) });
-if (json) process.stdout.write(JSON.stringify(report) + '\n');
-else console.log(formatCacheTable(report));
+process.exitCode = await command.run(['cache', ...process.argv.slice(2)]);

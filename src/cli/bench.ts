@@ -32,6 +32,14 @@ export const SUITES: Record<string, () => Promise<Suite>> = {
       table: (report) => m.formatAttentionTable(report as Awaited<ReturnType<typeof m.runAttentionBench>>),
     };
   },
+  cache: async () => {
+    const m = await import('../bench/cache.ts');
+    return {
+      describe: 'decode step latency and compression time: full f16 vs streaming-llm, h2o, snapkv at 1/8 of the bytes, f16 and int4',
+      run: (flags) => m.runCacheBench({ quick: flags.quick, onProgress: flags.progress }),
+      table: (report) => m.formatCacheTable(report as Awaited<ReturnType<typeof m.runCacheBench>>),
+    };
+  },
 };
 
 const FLAGS = ['--quick', '--json', '--no-save', '--help', '-h'];
