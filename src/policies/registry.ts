@@ -9,6 +9,7 @@ import { EdgeKVError, fmt } from '../errors.ts';
 import { fullPolicy } from './full.ts';
 import { h2oPolicy } from './h2o.ts';
 import { knormPolicy } from './knorm.ts';
+import { kvcrushStage } from './kvcrush.ts';
 import { snapkvPolicy } from './snapkv.ts';
 import { streamingLlmPolicy } from './streaming-llm.ts';
 import { tovaPolicy } from './tova.ts';
@@ -40,6 +41,7 @@ export function stageNames(): string[] { return [...stages.keys()]; }
 export function getPolicy(name: string): PolicyFactory | undefined { return policies.get(name); }
 
 for (const f of [fullPolicy, streamingLlmPolicy, h2oPolicy, snapkvPolicy, tovaPolicy, knormPolicy, uniformPolicy]) registerPolicy(f);
+registerStage(kvcrushStage);
 
 /** A policy by name, or by name plus options. */
 export type PolicySpec = string | ({ name: string } & Record<string, unknown>);
