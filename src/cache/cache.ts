@@ -97,6 +97,11 @@ export class KVCache {
   /** @internal next default position per layer */ readonly nextPos: number[];
   /** @internal query rings per layer (policies with needs.queryWindow) */ readonly rings: QueryRing[] | null;
   private disposed = false;
+  /** Whether any tier stores f16 numbers (f16 pages, or f16 scales / minima of packed pages). */
+  private readonly storesF16: boolean;
+  /** Stored keys / values are Hadamard-rotated (options.hadamard). @internal */
+  readonly rotateKeys: boolean;
+  readonly rotateValues: boolean;
 
   /** @internal use engine.createCache() */
   constructor(engine: Engine, resolved: ResolvedOptions, policy: Policy, plans: LanePlan[], geometry: CacheGeometry) {
@@ -115,6 +120,9 @@ export class KVCache {
       }
     }
     this.nextPos = new Array(resolved.layers).fill(0);
+    this.rotateKeys = resolved.hadamard === true || resolved.hadamard === 'keys';
+    this.rotateValues = resolved.hadamard === true || resolved.hadamard === 'values';
+    this.storesF16 = resolved.exactPrecision !== 'f32' || this.lanes.some((l) => l.mid.format !== 'f32');
     const w = policy.needs.queryWindow ?? 0;
     this.rings = w > 0
       ? Array.from({ length: resolved.layers }, () => ({ buf: new Float32Array(w * resolved.qHeads * resolved.headDim), count: 0, next: 0 }))
@@ -150,22 +158,6 @@ export class KVCache {
     const T = keys.length / (kvHeads * d);
     checkF32('keys', keys, keys.length);
     checkF32('values', values, keys.length);
-    // Rows as they will be stored (rotated when hadamard is on), checked against the
-    // f16 range when any tier keeps f16 numbers (f16 pages, or f16 scales / minima).
-    let kRows: Float32Array = keys, vRows: Float32Array = values;
-    if (this.options.hadamard) {
-      kRows = keys.slice(); vRows = values.slice();
-      fwhtRows(kRows, d, kvHeads * T); fwhtRows(vRows, d, kvHeads * T);
-    }
-    if (this.options.exactPrecision !== 'f32' || this.lanes.some((l) => l.mid.format !== 'f32')) {
-      for (const [name, a] of [['keys', kRows], ['values', vRows]] as const) {
-        for (let i = 0; i < a.length; i++) {
-          if (Math.abs(a[i]) > F16_MAX) {
-            throw new EdgeKVError('E_ARG', `${name}[${i}]${this.options.hadamard ? ' (after the Hadamard rotation)' : ''} = ${a[i]} is outside the f16 range ±${F16_MAX}; this cache stores f16 numbers (exactPrecision / precision / packed scales): use f32 tiers or rescale`, name);
-          }
-        }
-      }
-    }
     let pos: Int32Array;
     const start = this.nextPos[layer];
     if (positions === undefined) {
@@ -200,9 +192,31 @@ export class KVCache {
       }
     }
 
-    // Reserve every page and scratch buffer this append needs, so that running out of
-    // memory rejects the call before anything changes.
-    const st = this.store.rows('append', T);
+    // Stage the rows in WASM scratch (not cache state), rotated when hadamard is on,
+    // and check them against the f16 range when any tier keeps f16 numbers.
+    const e = this.engine;
+    const R = kvHeads * T;
+    const st = this.store.rows('append', R);
+    e.f32(st.k, R * d).set(keys);
+    e.f32(st.v, R * d).set(values);
+    if (this.rotateKeys) e.kernels.fwht(st.k, d, R);
+    if (this.rotateValues) e.kernels.fwht(st.v, d, R);
+    if (this.storesF16) {
+      for (const [name, ptr] of [['keys', st.k], ['values', st.v]] as const) {
+        const a = e.f32(ptr, R * d);
+        for (let i = 0; i < a.length; i++) {
+          if (Math.abs(a[i]) > F16_MAX) {
+            throw new EdgeKVError('E_ARG', `${name}[${i}]${(name === 'keys' ? this.rotateKeys : this.rotateValues) ? ' (after the Hadamard rotation)' : ''} = ${a[i]} is outside the f16 range ±${F16_MAX}; this cache stores f16 numbers (exactPrecision / precision / packed scales): use f32 tiers or rescale`, name);
+          }
+        }
+      }
+    }
+    e.f32(st.w, R).fill(0);
+    const pv = e.i32(st.p, R);
+    for (let h = 0; h < kvHeads; h++) pv.set(pos, h * T);
+
+    // Reserve every page this append needs, so that running out of memory rejects the
+    // call before anything changes.
     const pool: number[] = [];
     try {
       for (let h = 0; h < kvHeads; h++) {
@@ -216,17 +230,12 @@ export class KVCache {
       throw err;
     }
 
-    const e = this.engine;
     for (let h = 0; h < kvHeads; h++) {
       const lane = this.lane(layer, h);
-      e.f32(st.k, T * d).set(kRows.subarray(h * T * d, (h + 1) * T * d));
-      e.f32(st.v, T * d).set(vRows.subarray(h * T * d, (h + 1) * T * d));
-      e.f32(st.w, T).fill(0);
-      e.i32(st.p, T).set(pos);
       const before = lane.tokens;
       const nS = Math.min(Math.max(0, this.options.sinkTokens - lane.sinks.entries), T);
-      this.store.appendExact(lane.sinks, st, 0, nS, pool);
-      this.store.appendExact(lane.tail, st, nS, T - nS, pool);
+      this.store.appendExact(lane.sinks, st, h * T, nS, pool);
+      this.store.appendExact(lane.tail, st, h * T + nS, T - nS, pool);
       lane.ensureState(before + T);
       lane.state.fill(0, before * lane.stateWidth, (before + T) * lane.stateWidth);
     }
@@ -273,7 +282,7 @@ export class KVCache {
    */
   attend(layer: number, queries: Float32Array, out?: Float32Array, options?: AttendOptions): Float32Array {
     this.alive();
-    const { qHeads, kvHeads, headDim: d, hadamard } = this.options;
+    const { qHeads, kvHeads, headDim: d } = this.options;
     layer = this.checkLayer(layer);
     checkF32('queries', queries, qHeads * d);
     if (out !== undefined) checkF32('out', out, qHeads * d, false);
@@ -308,15 +317,13 @@ export class KVCache {
     for (let h = 0; h < kvHeads; h++) {
       const lane = this.lane(layer, h);
       const n = lane.tokens;
-      const q = e.f32(qPtr, G * d);
-      q.set(queries.subarray(h * G * d, (h + 1) * G * d));
-      if (hadamard) fwhtRows(q, d, G);
+      e.f32(qPtr, G * d).set(queries.subarray(h * G * d, (h + 1) * G * d));
+      if (this.rotateKeys) k.fwht(qPtr, d, G);
       k.attnInit(statePtr, G, d);
       this.attendTiers(lane, qPtr, G, statePtr, logitsPtr, n);
       k.attnFinish(statePtr, G, d, outPtr, lsePtr);
-      const o = e.f32(outPtr, G * d);
-      if (hadamard) fwhtRows(o, d, G);
-      result.set(o, h * G * d);
+      if (this.rotateValues) k.fwht(outPtr, d, G);
+      result.set(e.f32(outPtr, G * d), h * G * d);
       if (lseOut) lseOut.set(e.f32(lsePtr, G), h * G);
       if (observing) {
         k.probsFromLogits(logitsPtr, G, n, n, lsePtr);
@@ -405,7 +412,7 @@ export class KVCache {
       const src = slot * qHeads * d + lane.kvHead * G * d;
       out.set(ring.buf.subarray(src, src + G * d), j * G * d);
     }
-    if (this.options.hadamard) fwhtRows(out, d, ring.count * G);
+    if (this.rotateKeys) fwhtRows(out, d, ring.count * G);
     return { queries: out, count: ring.count };
   }
 

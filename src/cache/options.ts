@@ -45,8 +45,13 @@ export interface CacheOptions {
    * compression runs about once every `slack` appended tokens (default 32; 0: every token).
    */
   slack?: number;
-  /** Rotate keys and values with an orthonormal Walsh-Hadamard transform before storing (default false; headDim a power of two). */
-  hadamard?: boolean;
+  /**
+   * Rotate stored rows with an orthonormal Walsh-Hadamard transform (headDim a power of
+   * two): true (keys and values), 'keys', 'values', or false (default). Rotation spreads
+   * outlier channels over the whole head: it helps per-token value quantization and keys
+   * with outlier tokens; per-channel key quantization already absorbs outlier channels.
+   */
+  hadamard?: Hadamard;
   /** 'uniform' (default), 'pyramid' (PyramidKV), `{ name: 'pyramid', beta }`, or one `LaneBudget` per lane (lane = layer * kvHeads + kvHead). */
   planner?: 'uniform' | 'pyramid' | { name: 'uniform' } | { name: 'pyramid'; beta?: number } | LaneBudget[];
   /** Channels per value quantization group (divides headDim; default: 32, or the largest of 16, 8 dividing headDim). */
@@ -56,6 +61,9 @@ export interface CacheOptions {
   /** Seed of the cache's random generator (sampling policies; default 0). */
   seed?: number;
 }
+
+/** Which rows the Walsh-Hadamard rotation applies to. */
+export type Hadamard = boolean | 'keys' | 'values';
 
 /** The option names, for typo checks. */
 export const CACHE_OPTIONS = ['layers', 'qHeads', 'kvHeads', 'headDim', 'budget', 'policy', 'precision', 'exactPrecision', 'sinkTokens', 'windowTokens', 'slack', 'hadamard', 'planner', 'valueGroup', 'scale', 'seed'] as const;
@@ -67,7 +75,7 @@ export const CACHE_DEFAULTS = {
   sinkTokens: 4,
   windowTokens: 32,
   slack: 32,
-  hadamard: false,
+  hadamard: false as Hadamard,
   planner: 'uniform' as const,
   seed: 0,
 };
@@ -97,7 +105,7 @@ export interface ResolvedOptions {
   sinkTokens: number;
   windowTokens: number;
   slack: number;
-  hadamard: boolean;
+  hadamard: Hadamard;
   planner: { name: 'uniform' } | { name: 'pyramid'; beta: number } | { name: 'lanes'; lanes: LanePlan[] };
   valueGroup: number;
   scale: number;
@@ -133,9 +141,9 @@ export function resolveOptions(options: unknown): { resolved: ResolvedOptions; p
   const windowTokens = checkInt('options.windowTokens', o.windowTokens ?? CACHE_DEFAULTS.windowTokens, 0, MAX_TOKENS);
   const slack = checkInt('options.slack', o.slack ?? CACHE_DEFAULTS.slack, 0, MAX_TOKENS);
   const hadamard = o.hadamard ?? CACHE_DEFAULTS.hadamard;
-  if (typeof hadamard !== 'boolean') throw argError('options.hadamard', hadamard, 'true or false');
+  if (typeof hadamard !== 'boolean' && hadamard !== 'keys' && hadamard !== 'values') throw argError('options.hadamard', hadamard, "true, false, 'keys' or 'values'");
   if (hadamard && (headDim & (headDim - 1)) !== 0) {
-    throw new EdgeKVError('E_UNSUPPORTED', `options.hadamard = true needs a power-of-two headDim; headDim = ${headDim}. Set hadamard: false`, 'options.hadamard');
+    throw new EdgeKVError('E_UNSUPPORTED', `options.hadamard = ${fmt(hadamard)} needs a power-of-two headDim; headDim = ${headDim}. Set hadamard: false`, 'options.hadamard');
   }
   const valueGroup = o.valueGroup === undefined ? defaultValueGroup(headDim) : checkInt('options.valueGroup', o.valueGroup, 1, headDim);
   if (headDim % valueGroup !== 0 || valueGroup % VALUE_GROUP_MULTIPLE !== 0) {

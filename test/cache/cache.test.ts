@@ -170,6 +170,7 @@ for (const { name, engine } of engines) {
       ['attend lse wrong length', () => c.attend(0, probe, undefined, { lse: new Float32Array(2) }), 'E_SHAPE'],
       ['attend unknown option', () => c.attend(0, probe, undefined, { lsee: new Float32Array(6) } as never), 'E_ARG'],
       ['observe wrong length', () => c.observe(0, probe.subarray(2)), 'E_SHAPE'],
+      ['value outside the f16 range', () => { const big = good.slice(); big[3] = 70000; c.append(0, good, big); }, 'E_ARG'],
     ];
     for (const [what, f, code] of bad) {
       const err = catchErr(f);
@@ -189,6 +190,40 @@ for (const { name, engine } of engines) {
     assert.is(fingerprint(c), base);
     c.append(0, randn(2 * d, rnd), randn(2 * d, rnd));
     assert.is(c.stats().lanes[0].tokens, 40);
+  });
+
+  t('f32 tiers take values outside the f16 range; hadamard rotation keeps attention exact', () => {
+    const rnd = prng(21), d = 16;
+    const c = engine.createCache(geometry({ precision: 'f32', exactPrecision: 'f32', hadamard: true }));
+    const K = randn(2 * 5 * d, rnd, 30000), V = randn(2 * 5 * d, rnd, 30000);
+    c.append(0, K, V);
+    const q = randn(6 * d, rnd, 1e-4);
+    const out = c.attend(0, q);
+    const ex = exactAttention(q, [K.subarray(0, 5 * d), K.subarray(5 * d)], [V.subarray(0, 5 * d), V.subarray(5 * d)], 6, 2, d, c.options.scale);
+    assert.ok(relErr(out, ex) <= TOL_KERNEL, `rel err ${relErr(out, ex)}`);
+  });
+
+  t('hadamard on values lowers the int4 error when values have outlier channels; keys / values / both stay consistent', () => {
+    const d = 64, T = 128, qh = 2;
+    const errs = new Map<string, number>();
+    for (const hadamard of [false, 'values', 'keys', true] as const) {
+      const rnd = prng(77);
+      const c = engine.createCache({ layers: 1, qHeads: qh, kvHeads: 1, headDim: d, precision: 'int4', hadamard, exactPrecision: 'f32', sinkTokens: 0, windowTokens: 0 });
+      const K = randn(T * d, rnd), V = randn(T * d, rnd);
+      for (let t2 = 0; t2 < T; t2++) { V[t2 * d + 3] *= 10; V[t2 * d + 40] *= 10; } // outlier value channels
+      c.append(0, K, V);
+      let num = 0, den = 0;
+      for (let i = 0; i < 8; i++) {
+        const q = randn(qh * d, rnd);
+        const out = c.attend(0, q);
+        assert.ok(relErr(out, refAttend(c, 0, q).out) <= tolKernel('int4'), `${hadamard}: kernel vs reference`);
+        const ex = exactAttention(q, [K], [V], qh, 1, d, c.options.scale);
+        for (let j = 0; j < out.length; j++) { num += (out[j] - ex[j]) ** 2; den += ex[j] ** 2; }
+      }
+      errs.set(String(hadamard), Math.sqrt(num / den));
+      c.dispose();
+    }
+    assert.ok(errs.get('values')! < 0.9 * errs.get('false')!, `values rotated ${errs.get('values')} vs plain ${errs.get('false')}`);
   });
 
   t('attend before any append is E_STATE; out and lse buffers are filled in place', () => {

@@ -38,7 +38,7 @@ export function fwht64(x: Float64Array): void {
  * pages): out[h] = Σ softmax(scale <q_h, k_e> + logW_e) v_e, GQA by group. Returns out and lse.
  */
 export function refAttend(cache: KVCache, layer: number, queries: Float32Array): { out: Float64Array; lse: Float64Array } {
-  const { qHeads, kvHeads, headDim: d, hadamard, scale } = cache.options;
+  const { qHeads, kvHeads, headDim: d, scale } = cache.options;
   const G = qHeads / kvHeads;
   const out = new Float64Array(qHeads * d);
   const lse = new Float64Array(qHeads);
@@ -51,7 +51,7 @@ export function refAttend(cache: KVCache, layer: number, queries: Float32Array):
     for (let g = 0; g < G; g++) {
       const h = kh * G + g;
       const q = Float64Array.from(queries.subarray(h * d, (h + 1) * d));
-      if (hadamard) fwht64(q);
+      if (cache.rotateKeys) fwht64(q);
       const logits = new Float64Array(n);
       let m = -Infinity;
       for (let e = 0; e < n; e++) {
@@ -68,7 +68,7 @@ export function refAttend(cache: KVCache, layer: number, queries: Float32Array):
         for (let c = 0; c < d; c++) acc[c] += p * V[e * d + c];
       }
       for (let c = 0; c < d; c++) acc[c] /= l;
-      if (hadamard) fwht64(acc);
+      if (cache.rotateValues) fwht64(acc);
       out.set(acc, h * d);
       lse[h] = m + Math.log(l);
     }

@@ -85,7 +85,7 @@ m('every policy x planner x precision keeps within budget, keeps sinks and windo
   let configs = 0;
   for (const policy of BASELINES) for (const planner of planners) for (const precision of FORMATS) {
     const rnd = prng(configs * 31 + 7);
-    const base: CacheOptions = { layers, qHeads, kvHeads, headDim: d, policy, precision, sinkTokens: 4, windowTokens: 16, slack: 8, hadamard: configs % 2 === 1, seed: configs };
+    const base: CacheOptions = { layers, qHeads, kvHeads, headDim: d, policy, precision, sinkTokens: 4, windowTokens: 16, slack: 8, hadamard: ([false, true, 'keys', 'values'] as const)[configs % 4], seed: configs };
     let opts: CacheOptions;
     if (policy === 'full') opts = { ...base, budget: { tokens: 400 } };
     else if (planner === 'lanes') opts = { ...base, planner: Array.from({ length: layers * kvHeads }, (_, i) => 40 + 13 * i) };
