@@ -114,6 +114,23 @@ m('every policy x planner x precision keeps within budget, keeps sinks and windo
   assert.is(configs, BASELINES.length * planners.length * FORMATS.length);
 });
 
+m('edge budgets: caps of 1, 2, 33 tokens with no sinks / window, slack 0 and larger than the cap', () => {
+  const d = 8;
+  for (const policy of BASELINES.filter((p2) => p2 !== 'full')) {
+    for (const cap of [1, 2, 33]) for (const slack of [0, 64]) for (const precision of ['f16', 'int2'] as const) {
+      const rnd = prng(cap * 7 + slack);
+      const c = engine.createCache({ layers: 1, qHeads: 2, kvHeads: 1, headDim: d, policy, precision, budget: { tokens: cap }, sinkTokens: 0, windowTokens: 0, slack });
+      for (let s = 0; s < 70; s++) {
+        c.append(0, randn((s % 9 === 0 ? 40 : 1) * d, rnd), randn((s % 9 === 0 ? 40 : 1) * d, rnd));
+        const lane = c.lane(0, 0);
+        assert.ok(lane.tokens >= 1 && lane.tokens <= cap, `${policy} cap ${cap} slack ${slack}: ${lane.tokens} tokens`);
+        assert.ok(c.attend(0, randn(2 * d, rnd)).every(Number.isFinite));
+      }
+      c.dispose();
+    }
+  }
+});
+
 m('per-entry policy state follows its entry through compaction, migration and merges', () => {
   const rnd = prng(4), d = 16;
   for (const precision of ['f16', 'int4'] as const) {
