@@ -8,6 +8,9 @@ import { FORMATS, PAGE_TOKENS, SUPPORTED_HEAD_DIMS, type Format } from '../forma
 import { laneBytesBound, type Budget, type LanePlan, type PlannerInput } from '../budget/types.ts';
 import { uniformPlanner } from '../budget/uniform.ts';
 import { PYRAMID_BETA, pyramidPlanner } from '../budget/pyramid.ts';
+import { resolveBaklavaPlanner, type BaklavaPlannerSpec } from '../budget/baklava.ts';
+import { resolveAdaKVPlanner, type AdaKVPlannerSpec } from '../budget/adakv.ts';
+import { resolveQuantizedPlanner, type QuantizedPlannerSpec } from '../budget/quantized.ts';
 import { createPolicy, type PolicySpec } from '../policies/registry.ts';
 import type { CacheGeometry, Policy } from '../policies/types.ts';
 
@@ -52,8 +55,14 @@ export interface CacheOptions {
    * with outlier tokens; per-channel key quantization already absorbs outlier channels.
    */
   hadamard?: Hadamard;
-  /** 'uniform' (default), 'pyramid' (PyramidKV), `{ name: 'pyramid', beta }`, or one `LaneBudget` per lane (lane = layer * kvHeads + kvHead). */
-  planner?: 'uniform' | 'pyramid' | { name: 'uniform' } | { name: 'pyramid'; beta?: number } | LaneBudget[];
+  /**
+   * 'uniform' (default), 'pyramid' (PyramidKV), `{ name: 'pyramid', beta }`, one `LaneBudget` per lane
+   * (lane = layer * kvHeads + kvHead), `{ name: 'baklava', profile }` / `{ name: 'adakv', profile }`
+   * (a profile from `edgekv profile`), or 'quantized' / `{ name: 'quantized', formats?, contextTokens? }`
+   * (bits x tokens per lane from the byte budget; see src/budget/).
+   */
+  planner?: 'uniform' | 'pyramid' | 'quantized' | { name: 'uniform' } | { name: 'pyramid'; beta?: number } | LaneBudget[]
+    | ({ name: 'baklava' | 'adakv' | 'quantized' } & Record<string, unknown>);
   /** Channels per value quantization group (divides headDim; default: 32, or the largest of 16, 8 dividing headDim). */
   valueGroup?: number;
   /** Logit scale (default 1 / sqrt(headDim)). */
@@ -106,7 +115,7 @@ export interface ResolvedOptions {
   windowTokens: number;
   slack: number;
   hadamard: Hadamard;
-  planner: { name: 'uniform' } | { name: 'pyramid'; beta: number } | { name: 'lanes'; lanes: LanePlan[] };
+  planner: { name: 'uniform' } | { name: 'pyramid'; beta: number } | { name: 'lanes'; lanes: LanePlan[] } | BaklavaPlannerSpec | AdaKVPlannerSpec | QuantizedPlannerSpec;
   valueGroup: number;
   scale: number;
   seed: number;
@@ -193,6 +202,13 @@ export function resolveOptions(options: unknown): { resolved: ResolvedOptions; p
         throw new EdgeKVError('E_BUDGET', `options.planner: the per-lane caps can take up to ${total} bytes, more than options.budget.bytes = ${budget.bytes}; lower the caps or raise the budget`, 'options.planner');
       }
     }
+  } else if ([p, (p as { name?: unknown } | null)?.name].some((n) => n === 'baklava' || n === 'adakv' || n === 'quantized')) {
+    const which = typeof p === 'string' ? p : (p as { name: string }).name;
+    const r = which === 'baklava' ? resolveBaklavaPlanner(p, input, geometry)
+      : which === 'adakv' ? resolveAdaKVPlanner(p, input, geometry)
+        : resolveQuantizedPlanner(p, input, geometry, budget !== null);
+    planner = r.resolved;
+    plans = budget || which === 'quantized' ? r.plans : Array.from({ length: lanes }, () => ({ tokens: Infinity, precision }));
   } else {
     let name: unknown = p, beta = PYRAMID_BETA;
     if (p !== null && typeof p === 'object') {
@@ -203,7 +219,7 @@ export function resolveOptions(options: unknown): { resolved: ResolvedOptions; p
         beta = checkNum('options.planner.beta', (p as { beta: unknown }).beta, 1, 1e6);
       }
     }
-    const which = checkOneOf('options.planner', name, ['uniform', 'pyramid'] as const);
+    const which = checkOneOf('options.planner', name, ['uniform', 'pyramid', 'baklava', 'adakv', 'quantized'] as const) as 'uniform' | 'pyramid';
     planner = which === 'pyramid' ? { name: 'pyramid', beta } : { name: 'uniform' };
     if (!budget) plans = Array.from({ length: lanes }, () => ({ tokens: Infinity, precision }));
     else plans = which === 'pyramid' ? pyramidPlanner(input, beta) : uniformPlanner(input);
