@@ -33,16 +33,16 @@ export interface KernelExports {
   attnFinish(state: number, G: number, d: number, out: number, lse: number): void;
   probsFromLogits(logits: number, G: number, stride: number, n: number, lse: number): void;
   // Model runner (assembly/kernels/matmul.ts): weights [rows][cols] f16 bits or f32; activations f32 [n][cols].
-  matvecF16(w: number, x: number, y: number, rows: number, cols: number): void;
+  matvecF16(w: number, x: number, y: number, rows: number, cols: number, scale: number): void;
   matvecF32(w: number, x: number, y: number, rows: number, cols: number): void;
-  matmulF16(w: number, x: number, y: number, rows: number, cols: number, n: number): void;
+  matmulF16(w: number, x: number, y: number, rows: number, cols: number, n: number, scale: number): void;
   matmulF32(w: number, x: number, y: number, rows: number, cols: number, n: number): void;
   rmsNormF32(x: number, weight: number, y: number, dim: number, n: number, eps: number): void;
   ropeRotateHalfF32(x: number, positions: number, invFreq: number, n: number, heads: number, headDim: number): void;
   swigluF32(gate: number, up: number, out: number, len: number): void;
   addF32(y: number, x: number, len: number): void;
   argmaxF32(x: number, n: number): number;
-  embedF16(table: number, ids: number, n: number, dim: number, out: number): void;
+  embedF16(table: number, ids: number, n: number, dim: number, out: number, scale: number): void;
   embedF32(table: number, ids: number, n: number, dim: number, out: number): void;
   attendExactF32(q: number, k: number, v: number, len: number, qHeads: number, kvHeads: number, headDim: number, scale: number, scores: number, out: number): void;
   // BalanceKV walk (assembly/kernels/walk.ts; host wrapper src/balancekv/walk.ts)

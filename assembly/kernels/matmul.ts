@@ -4,10 +4,14 @@
 // [out_features][in_features]), stored as f16 bits (u16) or f32. Activations are f32,
 // token-major [n][cols]. Every sum accumulates in f32.
 //
-// matvecF16(w: u16[rows][cols], x: f32[cols], y: f32[rows], rows, cols)      y = W x
-// matvecF32(w: f32[rows][cols], x, y, rows, cols)                            y = W x
-// matmulF16(w: u16[rows][cols], x: f32[n][cols], y: f32[n][rows], rows, cols, n)
-// matmulF32(w: f32[rows][cols], x, y, rows, cols, n)                         y[t] = W x[t]
+// matvecF16(w: u16[rows][cols], x: f32[cols], y: f32[rows], rows, cols, scale)   y = scale * (W x)
+// matvecF32(w: f32[rows][cols], x, y, rows, cols)                                 y = W x
+// matmulF16(w: u16[rows][cols], x: f32[n][cols], y: f32[n][rows], rows, cols, n, scale)
+// matmulF32(w: f32[rows][cols], x, y, rows, cols, n)                              y[t] = W x[t]
+//     `scale` is a power of two (the loader stores f16 weights multiplied by 2^k so that
+//     none is subnormal, and passes scale = 2^-k): exact, and it keeps every f32 operand of
+//     the hot loop normal — x86 cores take a microcode assist (~100+ cycles) on subnormal
+//     operands, which halved f16 matvec speed with 0.13% subnormal weights (mix-27m).
 //     Prefill: tiles of ROW_TILE rows x TOKEN_TILE tokens, so each weight is read
 //     (and converted from f16) once per TOKEN_TILE tokens; the ROW_TILE rows stay in L1
 //     while every token tile of the chunk passes over them.
@@ -18,7 +22,7 @@
 // swigluF32(gate: f32[len], up: f32[len], out: f32[len], len)       out = silu(gate) * up
 // addF32(y: f32[len], x: f32[len], len)                             y += x (residual)
 // argmaxF32(x: f32[n], n): i32                                      first index of the maximum (NaN skipped; -1 if none)
-// embedF16(table: u16[vocab][dim], ids: i32[n], n, dim, out: f32[n][dim])   row gather + decode
+// embedF16(table: u16[vocab][dim], ids: i32[n], n, dim, out: f32[n][dim], scale)   row gather + decode, times scale
 // embedF32(table: f32[vocab][dim], ids, n, dim, out)
 // attendExactF32(q: f32[qHeads][headDim], k: f32[len][kvHeads][headDim], v: same, len,
 //                qHeads, kvHeads, headDim, scale, scores: f32[len], out: f32[qHeads][headDim])
@@ -28,12 +32,12 @@
 // Preconditions (checked by the host): sizes >= 1 (n, len >= 1; rows, cols, dim >= 1),
 // headDim even, qHeads a multiple of kvHeads, ids in range, outputs do not overlap inputs
 // (except rmsNormF32's y == x), f16 weights finite (no Inf/NaN: the fast decode below maps
-// them to finite garbage; the model loader rejects such files).
+// them to finite garbage; the model loader rejects such files), scale a power of two.
 //
 // The SIMD f16 decode of weights: sign-extend the 16 bits into an i32 lane, shift left by
 // 13 and clear bits 28..30; this places sign, exponent and mantissa in f32 position with
-// the exponent still biased by 15; one multiply by 2^112 rebiases it (exact, subnormals
-// included). Four instructions per four weights.
+// the exponent still biased by 15; one multiply by 2^112 * scale rebiases it (exact,
+// subnormals included). Four instructions per four weights.
 
 import { f16bitsToF32 } from './f16';
 
@@ -64,11 +68,11 @@ import { f16bitsToF32 } from './f16';
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
 }
 
-/** Four f16 weights at `p` (finite) as f32x4. SIMD build only. */
+/** Four f16 weights at `p` (finite) as f32x4, times `k / 2^112` (k = splat(2^112 * scale)). SIMD build only. */
 // @ts-ignore: decorator
-@inline function w4(p: usize): v128 {
+@inline function w4(p: usize, k: v128): v128 {
   const s = i32x4.shl(v128.load16x4_s(p), F16_TO_F32_SHIFT);
-  return f32x4.mul(v128.and(s, i32x4.splat(F16_SHIFTED_MASK)), f32x4.splat(F16_REBIAS));
+  return f32x4.mul(v128.and(s, i32x4.splat(F16_SHIFTED_MASK)), k);
 }
 
 /** One finite f16 weight as f32 (scalar). */
@@ -99,7 +103,7 @@ import { f16bitsToF32 } from './f16';
 
 /** y[r] = W[r] . x over MATVEC_ROWS rows starting at row r0 (SIMD). */
 // @ts-ignore: decorator
-@inline function matvecF16Rows4(w: usize, x: usize, y: usize, r0: i32, cols: i32): void {
+@inline function matvecF16Rows4(w: usize, x: usize, y: usize, r0: i32, cols: i32, k: v128, scale: f32): void {
   const rowBytes = <usize>cols << 1;
   const p0 = w + <usize>r0 * rowBytes, p1 = p0 + rowBytes, p2 = p1 + rowBytes, p3 = p2 + rowBytes;
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
@@ -109,23 +113,23 @@ import { f16bitsToF32 } from './f16';
     const ow = <usize>c << 1;
     const px = x + (<usize>c << 2);
     const x0 = v128.load(px), x1 = v128.load(px, 16);
-    a0 = f32x4.add(a0, f32x4.mul(w4(p0 + ow), x0)); b0 = f32x4.add(b0, f32x4.mul(w4(p0 + ow + 8), x1));
-    a1 = f32x4.add(a1, f32x4.mul(w4(p1 + ow), x0)); b1 = f32x4.add(b1, f32x4.mul(w4(p1 + ow + 8), x1));
-    a2 = f32x4.add(a2, f32x4.mul(w4(p2 + ow), x0)); b2 = f32x4.add(b2, f32x4.mul(w4(p2 + ow + 8), x1));
-    a3 = f32x4.add(a3, f32x4.mul(w4(p3 + ow), x0)); b3 = f32x4.add(b3, f32x4.mul(w4(p3 + ow + 8), x1));
+    a0 = f32x4.add(a0, f32x4.mul(w4(p0 + ow, k), x0)); b0 = f32x4.add(b0, f32x4.mul(w4(p0 + ow + 8, k), x1));
+    a1 = f32x4.add(a1, f32x4.mul(w4(p1 + ow, k), x0)); b1 = f32x4.add(b1, f32x4.mul(w4(p1 + ow + 8, k), x1));
+    a2 = f32x4.add(a2, f32x4.mul(w4(p2 + ow, k), x0)); b2 = f32x4.add(b2, f32x4.mul(w4(p2 + ow + 8, k), x1));
+    a3 = f32x4.add(a3, f32x4.mul(w4(p3 + ow, k), x0)); b3 = f32x4.add(b3, f32x4.mul(w4(p3 + ow + 8, k), x1));
   }
   for (; c + LANES <= cols; c += LANES) {
     const ow = <usize>c << 1;
     const x0 = v128.load(x + (<usize>c << 2));
-    a0 = f32x4.add(a0, f32x4.mul(w4(p0 + ow), x0));
-    a1 = f32x4.add(a1, f32x4.mul(w4(p1 + ow), x0));
-    a2 = f32x4.add(a2, f32x4.mul(w4(p2 + ow), x0));
-    a3 = f32x4.add(a3, f32x4.mul(w4(p3 + ow), x0));
+    a0 = f32x4.add(a0, f32x4.mul(w4(p0 + ow, k), x0));
+    a1 = f32x4.add(a1, f32x4.mul(w4(p1 + ow, k), x0));
+    a2 = f32x4.add(a2, f32x4.mul(w4(p2 + ow, k), x0));
+    a3 = f32x4.add(a3, f32x4.mul(w4(p3 + ow, k), x0));
   }
   let s0 = hsum(f32x4.add(a0, b0)), s1 = hsum(f32x4.add(a1, b1)), s2 = hsum(f32x4.add(a2, b2)), s3 = hsum(f32x4.add(a3, b3));
   for (; c < cols; c++) {
     const ow = <usize>c << 1;
-    const xv = load<f32>(x + (<usize>c << 2));
+    const xv = load<f32>(x + (<usize>c << 2)) * scale;
     s0 += w1(p0 + ow) * xv; s1 += w1(p1 + ow) * xv; s2 += w1(p2 + ow) * xv; s3 += w1(p3 + ow) * xv;
   }
   const py = y + (<usize>r0 << 2);
@@ -134,37 +138,38 @@ import { f16bitsToF32 } from './f16';
 
 /** y[r] = W[r] . x for one row (SIMD). */
 // @ts-ignore: decorator
-@inline function rowDotF16Simd(p: usize, x: usize, cols: i32): f32 {
+@inline function rowDotF16Simd(p: usize, x: usize, cols: i32, k: v128, scale: f32): f32 {
   let a = f32x4.splat(0), b = f32x4.splat(0);
   let c: i32 = 0;
   for (; c + 2 * LANES <= cols; c += 2 * LANES) {
     const ow = <usize>c << 1, px = x + (<usize>c << 2);
-    a = f32x4.add(a, f32x4.mul(w4(p + ow), v128.load(px)));
-    b = f32x4.add(b, f32x4.mul(w4(p + ow + 8), v128.load(px, 16)));
+    a = f32x4.add(a, f32x4.mul(w4(p + ow, k), v128.load(px)));
+    b = f32x4.add(b, f32x4.mul(w4(p + ow + 8, k), v128.load(px, 16)));
   }
   for (; c + LANES <= cols; c += LANES) {
-    a = f32x4.add(a, f32x4.mul(w4(p + (<usize>c << 1)), v128.load(x + (<usize>c << 2))));
+    a = f32x4.add(a, f32x4.mul(w4(p + (<usize>c << 1), k), v128.load(x + (<usize>c << 2))));
   }
   let s = hsum(f32x4.add(a, b));
-  for (; c < cols; c++) s += w1(p + (<usize>c << 1)) * load<f32>(x + (<usize>c << 2));
+  for (; c < cols; c++) s += w1(p + (<usize>c << 1)) * (load<f32>(x + (<usize>c << 2)) * scale);
   return s;
 }
 
-/** y = W x, W f16 [rows][cols], x f32 [cols], y f32 [rows]. */
-export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32): void {
+/** y = scale * (W x), W f16 [rows][cols], x f32 [cols], y f32 [rows]; scale a power of two. */
+export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32, scale: f32): void {
   const rowBytes = <usize>cols << 1;
   let r: i32 = 0;
   if (ASC_FEATURE_SIMD) {
-    for (; r + MATVEC_ROWS <= rows; r += MATVEC_ROWS) matvecF16Rows4(w, x, y, r, cols);
-    for (; r < rows; r++) store<f32>(y + (<usize>r << 2), rowDotF16Simd(w + <usize>r * rowBytes, x, cols));
+    const k = f32x4.splat(F16_REBIAS * scale);
+    for (; r + MATVEC_ROWS <= rows; r += MATVEC_ROWS) matvecF16Rows4(w, x, y, r, cols, k, scale);
+    for (; r < rows; r++) store<f32>(y + (<usize>r << 2), rowDotF16Simd(w + <usize>r * rowBytes, x, cols, k, scale));
   } else {
-    for (; r < rows; r++) store<f32>(y + (<usize>r << 2), rowDotF16Scalar(w + <usize>r * rowBytes, x, 0, cols));
+    for (; r < rows; r++) store<f32>(y + (<usize>r << 2), rowDotF16Scalar(w + <usize>r * rowBytes, x, 0, cols) * scale);
   }
 }
 
 /** One ROW_TILE x TOKEN_TILE tile: rows r, r+1; tokens t..t+3 (SIMD). */
 // @ts-ignore: decorator
-@inline function tileF16(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32): void {
+@inline function tileF16(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32, k: v128, scale: f32): void {
   const rowBytes = <usize>cols << 1, xBytes = <usize>cols << 2;
   const p0 = w + <usize>r * rowBytes, p1 = p0 + rowBytes;
   const q0 = x + <usize>t * xBytes, q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
@@ -173,7 +178,7 @@ export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32): v
   let c: i32 = 0;
   for (; c + LANES <= cols; c += LANES) {
     const ow = <usize>c << 1, ox = <usize>c << 2;
-    const u = w4(p0 + ow), v = w4(p1 + ow);
+    const u = w4(p0 + ow, k), v = w4(p1 + ow, k);
     let xv = v128.load(q0 + ox);
     a00 = f32x4.add(a00, f32x4.mul(u, xv)); a10 = f32x4.add(a10, f32x4.mul(v, xv));
     xv = v128.load(q1 + ox);
@@ -187,7 +192,7 @@ export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32): v
   let s10 = hsum(a10), s11 = hsum(a11), s12 = hsum(a12), s13 = hsum(a13);
   for (; c < cols; c++) {
     const ow = <usize>c << 1, ox = <usize>c << 2;
-    const u = w1(p0 + ow), v = w1(p1 + ow);
+    const u = w1(p0 + ow) * scale, v = w1(p1 + ow) * scale;
     let xv = load<f32>(q0 + ox); s00 += u * xv; s10 += v * xv;
     xv = load<f32>(q1 + ox); s01 += u * xv; s11 += v * xv;
     xv = load<f32>(q2 + ox); s02 += u * xv; s12 += v * xv;
@@ -203,7 +208,7 @@ export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32): v
 
 /** One row x TOKEN_TILE tokens (SIMD; the odd last row of a prefill tile column). */
 // @ts-ignore: decorator
-@inline function tileF16Row(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32): void {
+@inline function tileF16Row(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32, k: v128, scale: f32): void {
   const xBytes = <usize>cols << 2;
   const p0 = w + <usize>r * (<usize>cols << 1);
   const q0 = x + <usize>t * xBytes, q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
@@ -211,7 +216,7 @@ export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32): v
   let c: i32 = 0;
   for (; c + LANES <= cols; c += LANES) {
     const ox = <usize>c << 2;
-    const u = w4(p0 + (<usize>c << 1));
+    const u = w4(p0 + (<usize>c << 1), k);
     a0 = f32x4.add(a0, f32x4.mul(u, v128.load(q0 + ox)));
     a1 = f32x4.add(a1, f32x4.mul(u, v128.load(q1 + ox)));
     a2 = f32x4.add(a2, f32x4.mul(u, v128.load(q2 + ox)));
@@ -220,7 +225,7 @@ export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32): v
   let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
   for (; c < cols; c++) {
     const ox = <usize>c << 2;
-    const u = w1(p0 + (<usize>c << 1));
+    const u = w1(p0 + (<usize>c << 1)) * scale;
     s0 += u * load<f32>(q0 + ox); s1 += u * load<f32>(q1 + ox); s2 += u * load<f32>(q2 + ox); s3 += u * load<f32>(q3 + ox);
   }
   const yBytes = <usize>rows << 2;
@@ -228,27 +233,28 @@ export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32): v
   store<f32>(py, s0); store<f32>(py + yBytes, s1); store<f32>(py + 2 * yBytes, s2); store<f32>(py + 3 * yBytes, s3);
 }
 
-/** y[t] = W x[t] for n tokens; W f16 [rows][cols], x f32 [n][cols], y f32 [n][rows]. */
-export function matmulF16(w: usize, x: usize, y: usize, rows: i32, cols: i32, n: i32): void {
+/** y[t] = scale * (W x[t]) for n tokens; W f16 [rows][cols], x f32 [n][cols], y f32 [n][rows]. */
+export function matmulF16(w: usize, x: usize, y: usize, rows: i32, cols: i32, n: i32, scale: f32): void {
   const xBytes = <usize>cols << 2, yBytes = <usize>rows << 2;
   const tiled = n - n % TOKEN_TILE;
   if (ASC_FEATURE_SIMD) {
+    const k = f32x4.splat(F16_REBIAS * scale);
     if (tiled > 0) {
       let r: i32 = 0;
       for (; r + ROW_TILE <= rows; r += ROW_TILE) {
-        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF16(w, x, y, r, t, rows, cols);
+        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF16(w, x, y, r, t, rows, cols, k, scale);
       }
       for (; r < rows; r++) {
-        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF16Row(w, x, y, r, t, rows, cols);
+        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF16Row(w, x, y, r, t, rows, cols, k, scale);
       }
     }
-    for (let t = tiled; t < n; t++) matvecF16(w, x + <usize>t * xBytes, y + <usize>t * yBytes, rows, cols);
+    for (let t = tiled; t < n; t++) matvecF16(w, x + <usize>t * xBytes, y + <usize>t * yBytes, rows, cols, scale);
   } else {
     const rowBytes = <usize>cols << 1;
     for (let r: i32 = 0; r < rows; r++) {
       const p = w + <usize>r * rowBytes;
       for (let t: i32 = 0; t < n; t++) {
-        store<f32>(y + <usize>t * yBytes + (<usize>r << 2), rowDotF16Scalar(p, x + <usize>t * xBytes, 0, cols));
+        store<f32>(y + <usize>t * yBytes + (<usize>r << 2), rowDotF16Scalar(p, x + <usize>t * xBytes, 0, cols) * scale);
       }
     }
   }
@@ -453,12 +459,12 @@ export function argmaxF32(x: usize, n: i32): i32 {
   return best;
 }
 
-/** out[t] = f32(table[ids[t]]): embedding lookup from f16 rows [vocab][dim]. */
-export function embedF16(table: usize, ids: usize, n: i32, dim: i32, out: usize): void {
+/** out[t] = scale * f32(table[ids[t]]): embedding lookup from f16 rows [vocab][dim]. */
+export function embedF16(table: usize, ids: usize, n: i32, dim: i32, out: usize, scale: f32): void {
   for (let t: i32 = 0; t < n; t++) {
     const src = table + <usize>load<i32>(ids + (<usize>t << 2)) * (<usize>dim << 1);
     const dst = out + <usize>t * (<usize>dim << 2);
-    for (let j: i32 = 0; j < dim; j++) store<f32>(dst + (<usize>j << 2), w1(src + (<usize>j << 1)));
+    for (let j: i32 = 0; j < dim; j++) store<f32>(dst + (<usize>j << 2), w1(src + (<usize>j << 1)) * scale);
   }
 }
 

@@ -85,12 +85,14 @@ for (const dtype of ['f16', 'f32'] as const) {
         const want = matmulRef(w, x, rows, cols, n);
         const abs = absDots(w, x, rows, cols, n);
         const pw = put(e, w), px = put(e, x), py = e.arena.alloc(4 * n * rows);
-        (dtype === 'f16' ? k.matmulF16 : k.matmulF32)(pw, px, py, rows, cols, n);
+        if (dtype === 'f16') k.matmulF16(pw, px, py, rows, cols, n, 1);
+        else k.matmulF32(pw, px, py, rows, cols, n);
         const what = `${e.backend} ${dtype} rows=${rows} cols=${cols} n=${n}`;
         closeTo(e.f32(py, n * rows), want, (i) => DOT_REL_TOL * abs[i] + 1e-30, `matmul ${what}`);
         if (n === 1) {
           e.f32(py, rows).fill(NaN);
-          (dtype === 'f16' ? k.matvecF16 : k.matvecF32)(pw, px, py, rows, cols);
+          if (dtype === 'f16') k.matvecF16(pw, px, py, rows, cols, 1);
+          else k.matvecF32(pw, px, py, rows, cols);
           closeTo(e.f32(py, rows), want, (i) => DOT_REL_TOL * abs[i] + 1e-30, `matvec ${what}`);
         }
         e.arena.free(pw); e.arena.free(px); e.arena.free(py);
@@ -105,11 +107,31 @@ test('matmulF16: a tile result equals the matvec of each token (prefill == decod
   const rows = 9, cols = 67, n = 9;
   const w = randF16(r, rows * cols), x = randF32(r, n * cols);
   const pw = put(simd, w), px = put(simd, x), py = simd.arena.alloc(4 * n * rows), pv = simd.arena.alloc(4 * rows);
-  simd.kernels.matmulF16(pw, px, py, rows, cols, n);
+  simd.kernels.matmulF16(pw, px, py, rows, cols, n, 1);
   const abs = absDots(w, x, rows, cols, n);
   for (let t = 0; t < n; t++) {
-    simd.kernels.matvecF16(pw, px + 4 * t * cols, pv, rows, cols);
+    simd.kernels.matvecF16(pw, px + 4 * t * cols, pv, rows, cols, 1);
     closeTo(simd.f32(pv, rows), simd.f32(py + 4 * t * rows, rows), (i) => 2 * DOT_REL_TOL * abs[t * rows + i], `token ${t}`);
+  }
+});
+
+test('f16 weight scale: a power of two applied exactly (matvec and matmul, SIMD and scalar)', async () => {
+  const r = rng(10);
+  for (const e of await engines) {
+    for (const [rows, cols, n] of [[5, 67, 1], [9, 65, 6], [3, 8, 4]]) {
+      const w = randF16(r, rows * cols), x = randF32(r, n * cols);
+      const pw = put(e, w), px = put(e, x), py = e.arena.alloc(4 * n * rows), pz = e.arena.alloc(4 * n * rows);
+      e.kernels.matmulF16(pw, px, py, rows, cols, n, 1);
+      for (const scale of [2 ** -10, 2 ** 3]) {
+        e.kernels.matmulF16(pw, px, pz, rows, cols, n, scale);
+        closeTo(e.f32(pz, n * rows), Array.from(e.f32(py, n * rows), (v) => v * scale), () => 0, `${e.backend} matmul scale=${scale}`);
+        if (n === 1) {
+          e.kernels.matvecF16(pw, px, pz, rows, cols, scale);
+          closeTo(e.f32(pz, rows), Array.from(e.f32(py, rows), (v) => v * scale), () => 0, `${e.backend} matvec scale=${scale}`);
+        }
+      }
+      for (const p of [pw, px, py, pz]) e.arena.free(p);
+    }
   }
 });
 
@@ -193,8 +215,10 @@ test('embedF16 / embedF32 vs reference', async () => {
     const t16 = randF16(r, vocab * dim), t32 = randF32(r, vocab * dim);
     const ids = Int32Array.from([0, 10, 3, 3, 7]);
     const p16 = put(e, t16), p32 = put(e, t32), pi = put(e, ids), po = e.arena.alloc(4 * ids.length * dim);
-    e.kernels.embedF16(p16, pi, ids.length, dim, po);
+    e.kernels.embedF16(p16, pi, ids.length, dim, po, 1);
     closeTo(e.f32(po, ids.length * dim), embedRef(t16, ids, dim), () => 0, `${e.backend} f16`);
+    e.kernels.embedF16(p16, pi, ids.length, dim, po, 2 ** -10);
+    closeTo(e.f32(po, ids.length * dim), embedRef(t16, ids, dim).map((v) => v * 2 ** -10), () => 0, `${e.backend} f16 scaled`);
     e.kernels.embedF32(p32, pi, ids.length, dim, po);
     closeTo(e.f32(po, ids.length * dim), embedRef(t32, ids, dim), () => 0, `${e.backend} f32`);
   }

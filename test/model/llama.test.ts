@@ -10,7 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createEngine, type Engine } from '../../src/engine.ts';
 import { EdgeKVError } from '../../src/errors.ts';
-import { loadModel } from '../../src/model/llama.ts';
+import { loadModel, shiftF16Exponents } from '../../src/model/llama.ts';
+import { f16ToNumber } from '../../src/reference/basic.ts';
 import { parseLlamaConfig } from '../../src/model/config.ts';
 import { ExactAttention } from '../../src/model/exact-attention.ts';
 import { Sampler, topK } from '../../src/model/sampling.ts';
@@ -64,6 +65,36 @@ for (const dtype of ['F32', 'F16', 'BF16'] as const) {
     });
   }
 }
+
+test('shiftF16Exponents multiplies every finite f16 by 2^k exactly (subnormals become normal)', () => {
+  for (const k of [1, 5, 10]) {
+    const all = Uint16Array.from({ length: 65536 }, (_, i) => i).filter((h) => ((h >> 10) & 0x1f) + k <= 30 && ((h >> 10) & 0x1f) !== 0x1f);
+    const shifted = all.slice();
+    shiftF16Exponents(shifted, k);
+    for (let i = 0; i < all.length; i++) {
+      const want = f16ToNumber(all[i]) * 2 ** k;
+      if (!Object.is(f16ToNumber(shifted[i]), want)) assert.unreachable(`k=${k} h=0x${all[i].toString(16)}: got ${f16ToNumber(shifted[i])}, want ${want}`);
+      if (k === 10 && (all[i] & 0x7fff) !== 0) assert.ok((shifted[i] & 0x7c00) !== 0, 'normal after a shift by 10');
+    }
+  }
+});
+
+test('f16 checkpoints with subnormal weights load shifted and still match the reference', async () => {
+  const { dir, weights, tensors } = writeTinyModel({ dtype: 'F16', seed: 12 });
+  // make ~10% of one matrix subnormal, in the file and in the reference weights
+  const t = tensors.find((x) => x.name === 'model.layers.0.mlp.up_proj.weight')!;
+  const h = new Uint16Array(t.data.buffer, t.data.byteOffset, t.data.byteLength / 2);
+  const ref = weights.layers[0].up as Uint16Array;
+  for (let i = 0; i < h.length; i += 10) { h[i] = (h[i] & 0x8000) | (i % 1023) + 1; ref[i] = h[i]; }
+  writeFileSync(join(dir, 'model.safetensors'), safetensorsBytes(tensors));
+  const want = referenceForward(weights, IDS);
+  for (const engine of await engines) {
+    const model = await loadModel(dir, { engine });
+    const err = maxDiff(model.forward(IDS, model.createExactAttention(), { allLogits: true }), want);
+    assert.ok(err <= TINY_LOGIT_TOL, `${engine.backend}: ${err}`);
+    model.dispose();
+  }
+});
 
 test('prefill in chunks == one chunk == token-by-token decode; positions continue per backend', async () => {
   const { dir } = writeTinyModel({ dtype: 'F16', seed: 3 });
