@@ -7,7 +7,9 @@
  *   `/usr/lib/chromium/vk_swiftshader_icd.json` when that file exists and the variable
  *   is unset (`apt-get install -y chromium`, see .ci/install-system.sh).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Gpu } from '../../src/webgpu/gpu-types.ts';
 
 /** Chromium's SwiftShader Vulkan ICD (Debian's `chromium` package). */
@@ -36,8 +38,10 @@ async function find(): Promise<GpuEnv> {
     if (a) return { gpu: nav.gpu, reason: '', source: 'navigator.gpu' };
     return { gpu: null, reason: 'navigator.gpu has no adapter', source: 'navigator.gpu' };
   }
-  if (typeof process !== 'undefined' && process.env && !process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) {
-    process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  if (typeof process !== 'undefined' && process.env) {
+    if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD)) process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+    // Dawn's Vulkan loader complains on stderr without it (harmless)
+    if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), 'edgekv-xdg-'));
   }
   let mod: { create: (flags: string[]) => Gpu };
   try {
