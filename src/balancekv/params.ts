@@ -25,6 +25,7 @@ export const MAX_LEVELS = 24;
 
 /** How keys are centred before the kernel. */
 export type CenterMode = 'padded' | 'real' | 'none';
+/** Every `CenterMode`, for validation and docs. */
 export const CENTER_MODES = ['padded', 'real', 'none'] as const;
 
 /** Options of one discrepancy walk (every field optional; defaults above). */
@@ -57,11 +58,14 @@ export interface WalkOptions {
   massCorrection?: boolean;
 }
 
+/** Option names of `WalkOptions` (unknown keys are rejected). */
 export const WALK_OPTION_KEYS = ['gamma', 'temp', 'beta', 'blockSize', 'c0', 'center', 'massCorrection'] as const;
 
-/** Kernel flags (mirror of assembly/kernels/walk.ts). */
+/** Kernel flag (mirror of assembly/kernels/walk.ts): subtract the block mean from the keys. */
 export const WALK_CENTER = 1;
+/** Kernel flag: the block mean divides by B (zero pads counted), not by the real token count. */
 export const WALK_CENTER_PADDED = 2;
+/** Kernel flag: beta = the block's largest diagonal exponent (see `WalkOptions.beta`). */
 export const WALK_BETA_AUTO = 4;
 
 /** Validated walk parameters. `logGamma` is ln(gamma) (-Infinity for gamma = 0). */

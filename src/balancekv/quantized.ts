@@ -21,6 +21,7 @@ import * as ref from '../reference/quant.ts';
 
 /** Bit widths of low-bit samples (32 = f32, no quantization). */
 export const SAMPLE_BITS = [32, 8, 4] as const;
+/** Bits of a compressed sample: 32 (exact f32), 8 or 4. */
 export type SampleBits = (typeof SAMPLE_BITS)[number];
 /** Largest magnitude a packed format can hold (f16 minima and scales). */
 export const QUANT_MAX_ABS = 65504;

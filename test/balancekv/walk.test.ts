@@ -224,4 +224,39 @@ test('the walk balances: the signed kernel sum s^T G s is far below a random sig
   }
 });
 
+test('walkResident: rows scattered in WASM memory (page-like) give the same signs as plain arrays', () => {
+  const d = 32, n = 150;
+  const kv = clusteredKV({ n, d, seed: 31 });
+  const p = resolveWalkParams({ blockSize: 64 });
+  const key = walkKey(4, 4, 4, 4);
+  // Store token t's key and value rows at slot perm[t] of two separate WASM buffers.
+  const perm = Int32Array.from({ length: n }, (_, i) => (i * 37) % n);
+  const kp = simd.arena.alloc(n * d * 4), vp = simd.arena.alloc(n * d * 4);
+  try {
+    const kv32 = simd.f32(kp, n * d), vv32 = simd.f32(vp, n * d);
+    const keyAddr = new Uint32Array(n), valueAddr = new Uint32Array(n);
+    for (let t = 0; t < n; t++) {
+      kv32.set(kv.keys.subarray(t * d, t * d + d), perm[t] * d);
+      vv32.set(kv.values.subarray(t * d, t * d + d), perm[t] * d);
+      keyAddr[t] = kp + perm[t] * d * 4;
+      valueAddr[t] = vp + perm[t] * d * 4;
+    }
+    const order = Int32Array.from({ length: n }, (_, i) => n - 1 - i);
+    const weights = new Float64Array(n).map((_, i) => 1 + (i % 2));
+    const w = new WasmWalker(simd);
+    const a = w.walkResident({ keyAddr, valueAddr, d }, { order, weights, anchors: null, rngKey: key }, p);
+    const b = w.walkSigns(kv, { order, weights, anchors: null, rngKey: key }, p);
+    const r = new ReferenceWalker().walkSigns(kv, { order, weights, anchors: null, rngKey: key }, p);
+    assert.equal(Array.from(a.signs), Array.from(b.signs));
+    assert.equal(Array.from(a.signs), Array.from(r.signs));
+  } finally {
+    simd.arena.free(kp);
+    simd.arena.free(vp);
+  }
+  // the walker gives back every arena block it took
+  const before = simd.arena.bytesInUse;
+  new WasmWalker(simd).walkSigns(kv, { order: seq(n), weights: null, anchors: null, rngKey: key }, p);
+  assert.is(simd.arena.bytesInUse, before);
+});
+
 test.run();
