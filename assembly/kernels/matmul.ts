@@ -12,9 +12,9 @@
 //     none is subnormal, and passes scale = 2^-k): exact, and it keeps every f32 operand of
 //     the hot loop normal — x86 cores take a microcode assist (~100+ cycles) on subnormal
 //     operands, which halved f16 matvec speed with 0.13% subnormal weights (mix-27m).
-//     Prefill: tiles of ROW_TILE rows x TOKEN_TILE tokens, so each weight is read
-//     (and converted from f16) once per TOKEN_TILE tokens; the ROW_TILE rows stay in L1
-//     while every token tile of the chunk passes over them.
+//     Prefill: tiles of ROW_TILE rows x TOKEN_TILE tokens, so each weight is read once per
+//     TOKEN_TILE tokens from L1/L2; f16 rows are decoded once per call, a block at a time,
+//     into a static f32 scratch (CONVERT_BYTES) that every token tile then reads.
 // rmsNormF32(x: f32[n][dim], weight: f32[dim], y: f32[n][dim], dim, n, eps)
 //     y = weight * (x / sqrt(mean(x^2) + eps))            (y may equal x)
 // ropeRotateHalfF32(x: f32[n][heads][headDim], positions: i32[n], invFreq: f32[headDim/2], n, heads, headDim)
@@ -167,88 +167,45 @@ export function matvecF16(w: usize, x: usize, y: usize, rows: i32, cols: i32, sc
   }
 }
 
-/** One ROW_TILE x TOKEN_TILE tile: rows r, r+1; tokens t..t+3 (SIMD). */
+/** Rows of f16 weights decoded to f32 at a time for prefill: CONVERT_BYTES / (4 * cols). */
 // @ts-ignore: decorator
-@inline function tileF16(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32, k: v128, scale: f32): void {
-  const rowBytes = <usize>cols << 1, xBytes = <usize>cols << 2;
-  const p0 = w + <usize>r * rowBytes, p1 = p0 + rowBytes;
-  const q0 = x + <usize>t * xBytes, q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
-  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0), a03 = f32x4.splat(0);
-  let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0), a13 = f32x4.splat(0);
-  let c: i32 = 0;
-  for (; c + LANES <= cols; c += LANES) {
-    const ow = <usize>c << 1, ox = <usize>c << 2;
-    const u = w4(p0 + ow, k), v = w4(p1 + ow, k);
-    let xv = v128.load(q0 + ox);
-    a00 = f32x4.add(a00, f32x4.mul(u, xv)); a10 = f32x4.add(a10, f32x4.mul(v, xv));
-    xv = v128.load(q1 + ox);
-    a01 = f32x4.add(a01, f32x4.mul(u, xv)); a11 = f32x4.add(a11, f32x4.mul(v, xv));
-    xv = v128.load(q2 + ox);
-    a02 = f32x4.add(a02, f32x4.mul(u, xv)); a12 = f32x4.add(a12, f32x4.mul(v, xv));
-    xv = v128.load(q3 + ox);
-    a03 = f32x4.add(a03, f32x4.mul(u, xv)); a13 = f32x4.add(a13, f32x4.mul(v, xv));
+@inline const CONVERT_BYTES: i32 = 65536;
+/** Static scratch for the decoded row block (stays in L2 while every token tile uses it). */
+const CONVERT_SCRATCH: usize = memory.data(CONVERT_BYTES, 16);
+
+/** Decode `count` f16 weights at `src` to f32 at `dst`, times scale (SIMD). */
+// @ts-ignore: decorator
+@inline function decodeBlock(src: usize, dst: usize, count: i32, k: v128, scale: f32): void {
+  let i: i32 = 0;
+  for (; i + 2 * LANES <= count; i += 2 * LANES) {
+    const ps = src + (<usize>i << 1), pd = dst + (<usize>i << 2);
+    v128.store(pd, w4(ps, k));
+    v128.store(pd, w4(ps + 8, k), 16);
   }
-  let s00 = hsum(a00), s01 = hsum(a01), s02 = hsum(a02), s03 = hsum(a03);
-  let s10 = hsum(a10), s11 = hsum(a11), s12 = hsum(a12), s13 = hsum(a13);
-  for (; c < cols; c++) {
-    const ow = <usize>c << 1, ox = <usize>c << 2;
-    const u = w1(p0 + ow) * scale, v = w1(p1 + ow) * scale;
-    let xv = load<f32>(q0 + ox); s00 += u * xv; s10 += v * xv;
-    xv = load<f32>(q1 + ox); s01 += u * xv; s11 += v * xv;
-    xv = load<f32>(q2 + ox); s02 += u * xv; s12 += v * xv;
-    xv = load<f32>(q3 + ox); s03 += u * xv; s13 += v * xv;
-  }
-  const yBytes = <usize>rows << 2;
-  const py = y + <usize>t * yBytes + (<usize>r << 2);
-  store<f32>(py, s00); store<f32>(py, s10, 4);
-  store<f32>(py + yBytes, s01); store<f32>(py + yBytes, s11, 4);
-  store<f32>(py + 2 * yBytes, s02); store<f32>(py + 2 * yBytes, s12, 4);
-  store<f32>(py + 3 * yBytes, s03); store<f32>(py + 3 * yBytes, s13, 4);
+  for (; i < count; i++) store<f32>(dst + (<usize>i << 2), w1(src + (<usize>i << 1)) * scale);
 }
 
-/** One row x TOKEN_TILE tokens (SIMD; the odd last row of a prefill tile column). */
-// @ts-ignore: decorator
-@inline function tileF16Row(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32, k: v128, scale: f32): void {
-  const xBytes = <usize>cols << 2;
-  const p0 = w + <usize>r * (<usize>cols << 1);
-  const q0 = x + <usize>t * xBytes, q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  let c: i32 = 0;
-  for (; c + LANES <= cols; c += LANES) {
-    const ox = <usize>c << 2;
-    const u = w4(p0 + (<usize>c << 1), k);
-    a0 = f32x4.add(a0, f32x4.mul(u, v128.load(q0 + ox)));
-    a1 = f32x4.add(a1, f32x4.mul(u, v128.load(q1 + ox)));
-    a2 = f32x4.add(a2, f32x4.mul(u, v128.load(q2 + ox)));
-    a3 = f32x4.add(a3, f32x4.mul(u, v128.load(q3 + ox)));
-  }
-  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
-  for (; c < cols; c++) {
-    const ox = <usize>c << 2;
-    const u = w1(p0 + (<usize>c << 1)) * scale;
-    s0 += u * load<f32>(q0 + ox); s1 += u * load<f32>(q1 + ox); s2 += u * load<f32>(q2 + ox); s3 += u * load<f32>(q3 + ox);
-  }
-  const yBytes = <usize>rows << 2;
-  const py = y + <usize>t * yBytes + (<usize>r << 2);
-  store<f32>(py, s0); store<f32>(py + yBytes, s1); store<f32>(py + 2 * yBytes, s2); store<f32>(py + 3 * yBytes, s3);
-}
-
-/** y[t] = scale * (W x[t]) for n tokens; W f16 [rows][cols], x f32 [n][cols], y f32 [n][rows]. */
+/**
+ * y[t] = scale * (W x[t]) for n tokens; W f16 [rows][cols], x f32 [n][cols], y f32 [n][rows].
+ * SIMD prefill: blocks of rows are decoded once into an f32 scratch (exact), then every
+ * ROW_TILE x TOKEN_TILE tile runs on f32 weights — the f16 decode is paid once per block,
+ * not once per token tile.
+ */
 export function matmulF16(w: usize, x: usize, y: usize, rows: i32, cols: i32, n: i32, scale: f32): void {
   const xBytes = <usize>cols << 2, yBytes = <usize>rows << 2;
-  const tiled = n - n % TOKEN_TILE;
   if (ASC_FEATURE_SIMD) {
-    const k = f32x4.splat(F16_REBIAS * scale);
-    if (tiled > 0) {
-      let r: i32 = 0;
-      for (; r + ROW_TILE <= rows; r += ROW_TILE) {
-        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF16(w, x, y, r, t, rows, cols, k, scale);
+    let block = CONVERT_BYTES / (cols << 2);
+    block -= block % ROW_TILE;
+    if (n >= TOKEN_TILE && block >= ROW_TILE) {
+      const k = f32x4.splat(F16_REBIAS * scale);
+      for (let r0: i32 = 0; r0 < rows; r0 += block) {
+        const nr = min(block, rows - r0);
+        decodeBlock(w + <usize>r0 * (<usize>cols << 1), CONVERT_SCRATCH, nr * cols, k, scale);
+        blockF32(CONVERT_SCRATCH, x, y, r0, nr, rows, cols, n);
       }
-      for (; r < rows; r++) {
-        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF16Row(w, x, y, r, t, rows, cols, k, scale);
-      }
+    } else {
+      for (let t: i32 = 0; t < n; t++) matvecF16(w, x + <usize>t * xBytes, y + <usize>t * yBytes, rows, cols, scale);
     }
-    for (let t = tiled; t < n; t++) matvecF16(w, x + <usize>t * xBytes, y + <usize>t * yBytes, rows, cols, scale);
   } else {
     const rowBytes = <usize>cols << 1;
     for (let r: i32 = 0; r < rows; r++) {
@@ -300,12 +257,15 @@ export function matvecF32(w: usize, x: usize, y: usize, rows: i32, cols: i32): v
   for (let r: i32 = 0; r < rows; r++) store<f32>(y + (<usize>r << 2), rowDotF32(w + <usize>r * rowBytes, x, cols));
 }
 
-/** One ROW_TILE x TOKEN_TILE tile over f32 weights (SIMD). */
+/**
+ * One ROW_TILE x TOKEN_TILE tile over f32 weights (SIMD): rows at p0, p0 + cols; tokens at
+ * q0 + j * cols (f32); results to py + j * yBytes (+4 for the second row).
+ */
 // @ts-ignore: decorator
-@inline function tileF32(w: usize, x: usize, y: usize, r: i32, t: i32, rows: i32, cols: i32): void {
+@inline function tileF32(p0: usize, q0: usize, py: usize, cols: i32, yBytes: usize): void {
   const xBytes = <usize>cols << 2;
-  const p0 = w + <usize>r * xBytes, p1 = p0 + xBytes;
-  const q0 = x + <usize>t * xBytes, q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
+  const p1 = p0 + xBytes;
+  const q1 = q0 + xBytes, q2 = q1 + xBytes, q3 = q2 + xBytes;
   let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0), a03 = f32x4.splat(0);
   let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0), a13 = f32x4.splat(0);
   let c: i32 = 0;
@@ -331,36 +291,38 @@ export function matvecF32(w: usize, x: usize, y: usize, rows: i32, cols: i32): v
     xv = load<f32>(q2 + o); s02 += u * xv; s12 += v * xv;
     xv = load<f32>(q3 + o); s03 += u * xv; s13 += v * xv;
   }
-  const yBytes = <usize>rows << 2;
-  const py = y + <usize>t * yBytes + (<usize>r << 2);
   store<f32>(py, s00); store<f32>(py, s10, 4);
   store<f32>(py + yBytes, s01); store<f32>(py + yBytes, s11, 4);
   store<f32>(py + 2 * yBytes, s02); store<f32>(py + 2 * yBytes, s12, 4);
   store<f32>(py + 3 * yBytes, s03); store<f32>(py + 3 * yBytes, s13, 4);
 }
 
-/** y[t] = W x[t] for n tokens; W f32 [rows][cols], x f32 [n][cols], y f32 [n][rows]. */
-export function matmulF32(w: usize, x: usize, y: usize, rows: i32, cols: i32, n: i32): void {
+/**
+ * y[t][r0 + i] = Wb[i] . x[t] for the `nr` f32 rows at `wb` (row stride cols) and all n tokens:
+ * ROW_TILE x TOKEN_TILE tiles, then the odd row and the last n % TOKEN_TILE tokens by row dots.
+ */
+// @ts-ignore: decorator
+@inline function blockF32(wb: usize, x: usize, y: usize, r0: i32, nr: i32, rows: i32, cols: i32, n: i32): void {
   const xBytes = <usize>cols << 2, yBytes = <usize>rows << 2;
-  let t0: i32 = 0;
+  const tiled = ASC_FEATURE_SIMD ? n - n % TOKEN_TILE : 0;
+  const pairRows = ASC_FEATURE_SIMD ? nr - nr % ROW_TILE : 0;
   if (ASC_FEATURE_SIMD) {
-    const tiled = n - n % TOKEN_TILE;
-    const pairRows = rows - rows % ROW_TILE;
-    if (tiled > 0 && pairRows > 0) {
-      for (let r: i32 = 0; r < pairRows; r += ROW_TILE) {
-        for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF32(w, x, y, r, t, rows, cols);
-      }
-      for (let r = pairRows; r < rows; r++) {
-        const p = w + <usize>r * xBytes;
-        for (let t: i32 = 0; t < tiled; t++) store<f32>(y + <usize>t * yBytes + (<usize>r << 2), rowDotF32(p, x + <usize>t * xBytes, cols));
-      }
-      t0 = tiled;
+    for (let i: i32 = 0; i < pairRows; i += ROW_TILE) {
+      const p0 = wb + <usize>i * xBytes;
+      const py = y + (<usize>(r0 + i) << 2);
+      for (let t: i32 = 0; t < tiled; t += TOKEN_TILE) tileF32(p0, x + <usize>t * xBytes, py + <usize>t * yBytes, cols, yBytes);
     }
   }
-  for (let r: i32 = 0; r < rows; r++) {
-    const p = w + <usize>r * xBytes;
-    for (let t = t0; t < n; t++) store<f32>(y + <usize>t * yBytes + (<usize>r << 2), rowDotF32(p, x + <usize>t * xBytes, cols));
+  for (let i: i32 = 0; i < nr; i++) {
+    const p = wb + <usize>i * xBytes;
+    const py = y + (<usize>(r0 + i) << 2);
+    for (let t = i < pairRows ? tiled : 0; t < n; t++) store<f32>(py + <usize>t * yBytes, rowDotF32(p, x + <usize>t * xBytes, cols));
   }
+}
+
+/** y[t] = W x[t] for n tokens; W f32 [rows][cols], x f32 [n][cols], y f32 [n][rows]. */
+export function matmulF32(w: usize, x: usize, y: usize, rows: i32, cols: i32, n: i32): void {
+  blockF32(w, x, y, 0, rows, rows, cols, n);
 }
 
 // ---------------------------------------------------------------------------------

@@ -115,6 +115,21 @@ test('matmulF16: a tile result equals the matvec of each token (prefill == decod
   }
 });
 
+test('matmulF16 across several decoded row blocks and beyond the block scratch (wide rows)', async () => {
+  const r = rng(11);
+  for (const e of await engines) {
+    for (const [rows, cols, n] of [[37, 1023, 5], [3, 16385, 4], [70, 512, 9]]) {
+      const w = randF16(r, rows * cols), x = randF32(r, n * cols);
+      const want = matmulRef(w, x, rows, cols, n);
+      const abs = absDots(w, x, rows, cols, n);
+      const pw = put(e, w), px = put(e, x), py = e.arena.alloc(4 * n * rows);
+      e.kernels.matmulF16(pw, px, py, rows, cols, n, 1);
+      closeTo(e.f32(py, n * rows), want, (i) => DOT_REL_TOL * abs[i] + 1e-30, `${e.backend} rows=${rows} cols=${cols} n=${n}`);
+      for (const p of [pw, px, py]) e.arena.free(p);
+    }
+  }
+});
+
 test('f16 weight scale: a power of two applied exactly (matvec and matmul, SIMD and scalar)', async () => {
   const r = rng(10);
   for (const e of await engines) {
