@@ -12,13 +12,15 @@
  * (each lane is compressed on its own, when it passes its cap, and pages are freed per
  * lane), so the caps cannot follow each compression's scores. This planner makes the
  * same top-k decision once, on the *profiled* score distributions: `edgekv profile`
- * records, for every lane, its observation-window attention (the SnapKV score) sorted
- * descending, as a curve over the rank fraction (`curves` in the profile). A global
- * top-k over a layer's heads equals a water level τ: head h keeps the fraction
- * `g_h(τ)` of its entries whose score passes τ, at least the safeguard, with
- * `Σ_h max(safeguard·x, g_h(τ)) = H·x` (x = the layer's mean evictable share of the
- * context). τ is found by bisection; the caps follow `a_h / x` as weights within each
- * layer (layers keep equal totals, as in AdaKV). Changed from the paper: the allocation
+ * records, for every lane, its observation-window attention (the SnapKV score, scaled
+ * so that a uniform distribution scores 1) sorted descending, as a curve over the rank
+ * fraction (`curves` in the profile). With x the layer's mean evictable share of the
+ * context, each head first gets `safeguard · x`, then the layer's remaining budget goes
+ * to the highest scores of all its heads' curves together (a top-k over the
+ * concatenated curves). A head whose best entries score high (concentrated attention)
+ * therefore gains at small budgets, a flat head loses (its entries carry little mass
+ * each). The caps follow `share_h / x` as weights within each layer (layers keep equal
+ * totals, as in AdaKV). Changed from the paper: the allocation
  * is per profile, not per prompt; it depends on the budget through x, computed for
  * `contextTokens` (default: the profile's calibration length).
  *
@@ -33,45 +35,35 @@ import type { LanePlan, PlannerInput } from './types.ts';
 
 /** kvpress's default safeguard share (`alpha_safeguard`). */
 export const ADAKV_DEFAULT_SAFEGUARD = 0.2;
-/** Bisection steps on the water level (far below float64 resolution of the curves). */
-const BISECTION_STEPS = 100;
-
-/** Fraction of a lane's entries whose (curve) score exceeds `tau`: linear in the rank fraction between points. */
-export function fractionAbove(fractions: number[], scores: number[], tau: number): number {
-  const Q = fractions.length;
-  if (scores[0] <= tau) return 0;
-  if (scores[Q - 1] > tau) return 1;
-  for (let j = 1; j < Q; j++) {
-    if (scores[j] <= tau) {
-      const a = scores[j - 1], b = scores[j];
-      const t = a === b ? 1 : (a - tau) / (a - b);
-      return fractions[j - 1] + t * (fractions[j] - fractions[j - 1]);
-    }
-  }
-  return 1;
-}
 
 /**
- * Per-head shares of one layer (fractions of the context, mean `x`): the top-k over the
- * heads' concatenated score curves, each head at least `safeguard · x`.
+ * Per-head shares of one layer (fractions of the context, mean `x`): every head first
+ * gets `safeguard · x` (its best entries), then the rest of the layer's `H · x` goes to
+ * the best remaining entries of all heads together — a top-k over the heads'
+ * concatenated score curves. Curve point j stands for the ranks between fractions j − 1
+ * and j (score = the curve's value there); the last segment taken may be partial.
  */
 export function adakvShares(fractions: number[], curves: number[][], x: number, safeguard: number): number[] {
   const H = curves.length;
   if (x >= 1) return curves.map(() => 1);
   const floor = safeguard * x;
-  const total = H * x;
-  const kept = (tau: number) => curves.reduce((a, c) => a + Math.max(floor, fractionAbove(fractions, c, tau)), 0);
-  let lo = 0, hi = Math.max(...curves.map((c) => c[0]));
-  if (kept(lo) <= total) return curves.map((c) => Math.max(floor, fractionAbove(fractions, c, lo)));
-  for (let i = 0; i < BISECTION_STEPS; i++) {
-    const mid = (lo + hi) / 2;
-    if (kept(mid) > total) lo = mid; else hi = mid;
+  const shares = curves.map(() => floor);
+  const segs: { head: number; score: number; width: number }[] = [];
+  curves.forEach((c, h) => {
+    for (let j = 0; j < fractions.length; j++) {
+      const lo = Math.max(j === 0 ? 0 : fractions[j - 1], floor), width = fractions[j] - lo;
+      if (width > 0) segs.push({ head: h, score: c[j], width });
+    }
+  });
+  segs.sort((a, b) => b.score - a.score || a.head - b.head);
+  let left = H * x - H * floor;
+  for (const sg of segs) {
+    if (left <= 0) break;
+    const take = Math.min(sg.width, left);
+    shares[sg.head] += take;
+    left -= take;
   }
-  const shares = curves.map((c) => Math.max(floor, fractionAbove(fractions, c, hi)));
-  // Hand the rounding gap of the bisection to the heads above the floor, in proportion.
-  const gap = total - shares.reduce((a, b) => a + b, 0);
-  const free = shares.reduce((a, s) => a + (s > floor ? s : 0), 0);
-  return free > 0 ? shares.map((s) => (s > floor ? s + (gap * s) / free : s)) : shares.map(() => x);
+  return shares;
 }
 
 /** Lane weights (mean 1 per layer) of the AdaKV allocation at evictable share `x` of the context. */

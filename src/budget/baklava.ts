@@ -16,8 +16,9 @@
  * `clamp(1 + alpha (2z − 1), floor, 2 − floor)`, renormalised to mean 1. The evictable
  * part of the budget (beyond sinks and window, which every lane keeps) is shared in
  * proportion to the weights: by tokens (`budget.tokens`, exact total) or by bytes
- * (`budget.bytes`; every lane's worst-case page bytes within its share, so the whole
- * cache stays within the budget).
+ * (`budget.bytes`; every lane's worst-case page bytes within its share; the total is the
+ * bytes the uniform plan of the same budget really takes, so both are compared at equal
+ * memory, and leftover whole pages go to the lanes furthest below their share).
  *
  * Planner spec: `{ name: 'baklava', profile, family?, alpha?, floor? }`. Without
  * family/alpha/floor the profile's searched weights are used; with them the weights are
@@ -27,6 +28,7 @@ import { EdgeKVError, checkNum, checkOneOf, checkKeys, fmt } from '../errors.ts'
 import type { CacheGeometry } from '../policies/types.ts';
 import { BAKLAVA_FAMILIES, validateProfile, type BaklavaFamily, type Profile } from '../profile/schema.ts';
 import { laneBytesBound, tokensForBytes, type LanePlan, type PlannerInput } from './types.ts';
+import { uniformPlanner } from './uniform.ts';
 
 /** Default smallest lane weight of the family (before renormalisation). */
 export const BAKLAVA_DEFAULT_FLOOR = 0.25;
@@ -96,11 +98,30 @@ export function weightedPlanner(input: PlannerInput, weights: number[]): LanePla
     return share.map((s) => ({ tokens: s + protectedTokens, precision }));
   }
   const fixed = laneBytesBound(protectedTokens, precision, input);
-  const free = input.budget.bytes - lanes * fixed;
-  return weights.map((w) => {
-    const share = free > 0 ? Math.floor((free * w) / sum) : Math.floor(free / lanes);
-    return { tokens: tokensForBytes(fixed + share, precision, input), precision };
-  });
+  // Never more memory than the uniform plan of this budget really takes (its caps are
+  // rounded down to whole pages per lane), so comparisons with it are at equal bytes.
+  const bytes = uniformPlanner(input).reduce((a, p) => a + laneBytesBound(p.tokens, p.precision, input), 0);
+  const free = bytes - lanes * fixed;
+  const target = weights.map((w) => fixed + (free > 0 ? (free * w) / sum : free / lanes));
+  const caps = target.map((t) => tokensForBytes(Math.floor(t), precision, input));
+  const used = caps.map((t) => laneBytesBound(t, precision, input));
+  // Caps move in whole pages, so flooring every share would leave up to a page per lane
+  // unused: hand the leftover out a page at a time, to the lane furthest below its share.
+  let left = bytes - used.reduce((a, b) => a + b, 0);
+  for (;;) {
+    let best = -1, bestNext = 0;
+    for (let i = 0; i < lanes; i++) {
+      if (caps[i] === 0) continue;
+      const next = laneBytesBound(caps[i] + 1, precision, input);
+      if (next - used[i] > left) continue;
+      if (best < 0 || target[i] - used[i] > target[best] - used[best]) { best = i; bestNext = next; }
+    }
+    if (best < 0) break;
+    caps[best] = tokensForBytes(bestNext, precision, input);
+    left -= bestNext - used[best];
+    used[best] = bestNext;
+  }
+  return caps.map((tokens) => ({ tokens, precision }));
 }
 
 /** The resolved (JSON) planner spec stored in the cache options. */
