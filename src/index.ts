@@ -16,3 +16,12 @@ export { registerPolicy, registerStage, policyNames } from './policies/registry.
 export type { Policy, PolicyFactory, PolicyContext, Plan, Stage, StageFactory } from './policies/types.ts';
 export { createWebGPUAttention, WebGPUAttention, createWebGPUContext, WebGPUContext, createWebGPUMatvec, WebGPUMatvec, createPagedAttention, PAGED_BACKENDS, encodePage, decodePage } from './webgpu/index.ts';
 export type { WebGPUAttentionOptions, WebGPUContextOptions, WebGPUMatvecOptions, PagedAttention, PagedAttentionOptions, PagedBackendName, AttentionResult } from './webgpu/index.ts';
+/** Llama-family model runner on the WASM kernels (safetensors, tokenizer.json, forward, generate, verify). */
+export { loadModel, LlamaModel } from './model/llama.ts';
+export type { LoadModelOptions, ForwardOptions, GenerateOptions, GenerateResult } from './model/llama.ts';
+export { ExactAttention } from './model/exact-attention.ts';
+export type { AttentionBackend, AttentionGeometry } from './model/types.ts';
+export { Tokenizer } from './model/tokenizer.ts';
+export { verifyModel } from './model/verify.ts';
+export { modelFiles, resolveModelDir } from './model/paths.ts';
+export type { ModelFiles } from './model/paths.ts';

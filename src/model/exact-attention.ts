@@ -24,6 +24,7 @@ export interface ExactAttentionOptions {
   scale?: number;
 }
 
+/** Exact (uncompressed) causal attention over every appended token; see the file header. */
 export class ExactAttention implements AttentionBackend {
   readonly geometry: AttentionGeometry;
   private readonly engine: Engine;

@@ -64,7 +64,8 @@ export function urlFiles(base: URL | string): ModelFiles {
     async read(name: string): Promise<Uint8Array | null> {
       const url = new URL(name, root);
       if (url.protocol === 'file:' && isNodeLike()) {
-        const { fileURLToPath } = await import('node:url');
+        const spec = 'node:url';
+        const { fileURLToPath } = (await import(/* @vite-ignore */ spec)) as typeof import('node:url');
         return dirFiles(fileURLToPath(root)).read(name);
       }
       let res: Response;
@@ -123,7 +124,8 @@ export async function resolveModelDir(name: string = DEFAULT_MODEL_NAME, explici
   else { dir = joinPath(`${repoRoot()}/${SHARED_MODELS_RELATIVE}`, name); via = 'default'; }
   let exists = false;
   try {
-    const fs = await import('node:fs');
+    const spec = 'node:fs';
+    const fs = (await import(/* @vite-ignore */ spec)) as typeof import('node:fs');
     exists = fs.existsSync(joinPath(dir, 'config.json'));
   } catch { exists = false; }
   return { dir, via, exists };

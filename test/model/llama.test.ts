@@ -269,4 +269,21 @@ test('loadModel: missing files, missing or misshaped tensors, non-finite weights
   await rejects(loadModel(dir, { engine, maxChunk: 0 }), 'E_ARG', 'maxChunk');
 });
 
+test('an edgekv cache (policy full, f32 and f16) drops in as the AttentionBackend', async () => {
+  const g = { ...TINY, headDim: 8, hidden: 24 };
+  const { dir, weights } = writeTinyModel({ dtype: 'F32', seed: 13, g });
+  const [engine] = await engines;
+  const model = await loadModel(dir, { engine, maxChunk: 5 });
+  const want = referenceForward(weights, IDS);
+  const exact = model.forward(IDS, model.createExactAttention(), { allLogits: true });
+  for (const precision of ['f32', 'f16'] as const) {
+    const cache = engine.createCache({ layers: g.layers, qHeads: g.qHeads, kvHeads: g.kvHeads, headDim: g.headDim, policy: 'full', precision, exactPrecision: precision });
+    const got = model.forward(IDS, cache, { allLogits: true });
+    const tol = precision === 'f32' ? TINY_LOGIT_TOL : 2e-2;
+    assert.ok(maxDiff(got, want) <= tol, `${precision}: ${maxDiff(got, want)}`);
+    if (precision === 'f32') assert.ok(maxDiff(got, exact) <= 1e-4);
+    cache.dispose();
+  }
+});
+
 test.run();
