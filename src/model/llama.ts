@@ -166,6 +166,9 @@ export class LlamaModel {
   private readonly owned: number[];
   private readonly positions = new WeakMap<AttentionBackend, number>();
   private readonly posOne = new Int32Array(1);
+  /** Views of scratch handed to the attention backend, re-made only after memory grows. */
+  private readonly views = new Map<number, Float32Array>();
+  private viewsBuffer: ArrayBufferLike | null = null;
   // scratch (floats unless noted), sized for maxChunk tokens
   private readonly sH: number; private readonly sX: number; private readonly sQ: number;
   private readonly sK: number; private readonly sV: number; private readonly sA: number;
@@ -297,15 +300,15 @@ export class LlamaModel {
       k.ropeRotateHalfF32(this.sK, this.sPos, this.invFreq, m, c.kvHeads, c.headDim);
       for (let t = 0; t < m; t++) {
         this.posOne[0] = pos0 + t;
-        // Views are made right before each call: append may grow memory (detaching old views).
-        attention.append(l, e.f32(this.sK + t * kvDim * F32_BYTES, kvDim), e.f32(this.sV + t * kvDim * F32_BYTES, kvDim), this.posOne);
-        const out = e.f32(this.sA + t * qDim * F32_BYTES, qDim);
-        const res = attention.attend(l, e.f32(this.sQ + t * qDim * F32_BYTES, qDim), out);
+        // Views are taken right before each call: append may grow memory (detaching old views).
+        attention.append(l, this.view(this.sK + t * kvDim * F32_BYTES, kvDim), this.view(this.sV + t * kvDim * F32_BYTES, kvDim), this.posOne);
+        const out = this.view(this.sA + t * qDim * F32_BYTES, qDim);
+        const res = attention.attend(l, this.view(this.sQ + t * qDim * F32_BYTES, qDim), out);
         if (res !== out) {
           if (!(res instanceof Float32Array) || res.length !== qDim) {
             throw new EdgeKVError('E_STATE', `attention.attend(layer ${l}) returned ${res instanceof Float32Array ? `length ${res.length}` : String(res)}; expected a Float32Array of length qHeads * headDim = ${qDim}`, 'attention');
           }
-          e.f32(this.sA + t * qDim * F32_BYTES, qDim).set(res);
+          this.view(this.sA + t * qDim * F32_BYTES, qDim).set(res);
         }
       }
       this.matmul(L.o, this.sA, this.sO, m);
@@ -325,6 +328,15 @@ export class LlamaModel {
       k.rmsNormF32(lastH, this.finalNorm, this.sX, hidden, 1, eps);
       this.matmul(this.lmHead, this.sX, this.sLogits, 1);
     }
+  }
+
+  /** A cached f32 view of `len` floats at `ptr` (scratch offsets repeat every chunk / token). */
+  private view(ptr: number, len: number): Float32Array {
+    const buf = this.engine.memory.buffer;
+    if (buf !== this.viewsBuffer) { this.views.clear(); this.viewsBuffer = buf; }
+    let v = this.views.get(ptr);
+    if (v === undefined || v.length !== len) { v = new Float32Array(buf, ptr, len); this.views.set(ptr, v); }
+    return v;
   }
 
   private matmul(w: Weight, x: number, y: number, n: number): void {

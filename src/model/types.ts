@@ -8,7 +8,11 @@
  * dropped in; `ExactAttention` is the uncompressed reference.
  */
 
-/** Attention over a growing key/value store, one call per layer and token. */
+/**
+ * Attention over a growing key/value store, one call per layer and token. The arrays the
+ * runner passes are views of its scratch memory, valid only during the call: copy what you
+ * keep; write the result into `out` (or return a new array).
+ */
 export interface AttentionBackend {
   /**
    * Store new tokens of one layer. `keys`, `values`: `[kvHeads, tokens, headDim]`
