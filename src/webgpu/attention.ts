@@ -77,6 +77,38 @@ class PagePool {
 }
 
 interface Dispatch { format: Format; chunk: number; splitOffset: number; numSplits: number }
+
+/** Layouts and compiled pipelines shared by every WebGPUAttention on one device (keyed by shape). */
+interface KernelCache { attnLayout: GpuBindGroupLayout; mergeLayout: GpuBindGroupLayout; pipelines: Map<string, Promise<GpuComputePipeline>> }
+const kernelCaches = new WeakMap<GpuDevice, KernelCache>();
+
+function kernelCache(device: GpuDevice): KernelCache {
+  let c = kernelCaches.get(device);
+  if (c) return c;
+  const ro = { type: 'read-only-storage' as const };
+  const attnLayout = device.createBindGroupLayout({
+    label: 'edgekv-attention',
+    entries: [
+      { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+      { binding: 1, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+      { binding: 2, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+      { binding: 3, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
+      { binding: 4, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+    ],
+  });
+  const mergeLayout = device.createBindGroupLayout({
+    label: 'edgekv-merge',
+    entries: [
+      { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+      { binding: 1, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
+      { binding: 2, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
+      { binding: 3, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
+    ],
+  });
+  c = { attnLayout, mergeLayout, pipelines: new Map() };
+  kernelCaches.set(device, c);
+  return c;
+}
 interface Plan { versions: number[]; buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number }
 
 /** Validated options for the constructor. */
@@ -95,7 +127,7 @@ export class WebGPUAttention {
   private readonly pools = new Map<Format, PagePool>();
   private readonly lanes = new Map<number, Lane>();
   private nextLane = 1;
-  private readonly pipelines = new Map<string, Promise<GpuComputePipeline>>();
+  private readonly pipelines: Map<string, Promise<GpuComputePipeline>>;
   private readonly attnLayout: GpuBindGroupLayout;
   private readonly mergeLayout: GpuBindGroupLayout;
   private readonly plans = new Map<string, Plan>();
@@ -126,26 +158,10 @@ export class WebGPUAttention {
       if (maxPages < 1) throw new EdgeKVError('E_UNSUPPORTED', `a ${f} page (${pb} bytes) exceeds the device's buffer limit (${this.chunkBytes} bytes)`, 'chunkBytes');
       this.pools.set(f, new PagePool(f, pb, maxPages));
     }
-    const ro = { type: 'read-only-storage' as const };
-    this.attnLayout = this.device.createBindGroupLayout({
-      label: 'edgekv-attention',
-      entries: [
-        { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
-        { binding: 1, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
-        { binding: 2, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
-        { binding: 3, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
-        { binding: 4, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
-      ],
-    });
-    this.mergeLayout = this.device.createBindGroupLayout({
-      label: 'edgekv-merge',
-      entries: [
-        { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
-        { binding: 1, visibility: SHADER_STAGE_COMPUTE, buffer: ro },
-        { binding: 2, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
-        { binding: 3, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform', hasDynamicOffset: true } },
-      ],
-    });
+    const cache = kernelCache(this.device);
+    this.attnLayout = cache.attnLayout;
+    this.mergeLayout = cache.mergeLayout;
+    this.pipelines = cache.pipelines;
   }
 
   /** Name of this backend in the registry. */
@@ -291,6 +307,16 @@ export class WebGPUAttention {
     return run;
   }
 
+  /**
+   * Compile the kernels of `formats` (default: all) now, concurrently, instead of on the
+   * first `attend` that needs them. Rejects with `E_BACKEND` if a kernel does not compile.
+   */
+  async warmUp(formats: readonly Format[] = FORMATS): Promise<void> {
+    this.check('warmUp');
+    for (const f of formats) checkOneOf('formats[]', f, FORMATS);
+    await Promise.all([...formats, 'merge' as const].map((f) => this.pipeline(f)));
+  }
+
   /** Release every GPU buffer (and the device if this object created it). */
   destroy(): void {
     if (this.destroyed) return;
@@ -386,7 +412,8 @@ export class WebGPUAttention {
   }
 
   private pipeline(format: Format | 'merge'): Promise<GpuComputePipeline> {
-    let p = this.pipelines.get(format);
+    const key = format === 'merge' ? `merge/${this.headDim}/${this.groupSize}` : `${format}/${this.headDim}/${this.valueGroup}/${this.groupSize}`;
+    let p = this.pipelines.get(key);
     if (!p) {
       const code = format === 'merge' ? mergeShader(this.groupSize, this.headDim)
         : attentionShader({ format, headDim: this.headDim, valueGroup: this.valueGroup, groupSize: this.groupSize });
@@ -407,8 +434,8 @@ export class WebGPUAttention {
         }
         return pipe;
       })();
-      this.pipelines.set(format, p);
-      p.catch(() => this.pipelines.delete(format));
+      this.pipelines.set(key, p);
+      p.catch(() => this.pipelines.delete(key));
     }
     return p;
   }
@@ -501,9 +528,9 @@ export class WebGPUAttention {
     const G = this.groupSize, d = this.headDim;
     const plan = this.plan(lanes);
     const formats = [...new Set(plan.dispatches.map((x) => x.format))];
-    const pipes = new Map<Format | 'merge', GpuComputePipeline>();
-    for (const f of formats) pipes.set(f, await this.pipeline(f));
-    pipes.set('merge', await this.pipeline('merge'));
+    const kinds: Array<Format | 'merge'> = [...formats, 'merge'];
+    const compiled = await Promise.all(kinds.map((f) => this.pipeline(f)));
+    const pipes = new Map<Format | 'merge', GpuComputePipeline>(kinds.map((f, i) => [f, compiled[i]]));
     this.check('attend');
     const dev = this.device;
     const outFloats = lanes.length * G * d, lseFloats = lanes.length * G;
