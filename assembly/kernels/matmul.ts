@@ -451,9 +451,148 @@ export function embedF32(table: usize, ids: usize, n: i32, dim: i32, out: usize)
   return s;
 }
 
+/** Cephes expf: ln 2 split for the range reduction, minimax polynomial on [-ln2/2, ln2/2]. */
+// @ts-ignore: decorator
+@inline const LOG2E: f32 = 1.44269504088896341;
+// @ts-ignore: decorator
+@inline const LN2_HI: f32 = 0.693359375;
+// @ts-ignore: decorator
+@inline const LN2_LO: f32 = -2.12194440e-4;
+// @ts-ignore: decorator
+@inline const EXP_P0: f32 = 1.9875691500e-4;
+// @ts-ignore: decorator
+@inline const EXP_P1: f32 = 1.3981999507e-3;
+// @ts-ignore: decorator
+@inline const EXP_P2: f32 = 8.3334519073e-3;
+// @ts-ignore: decorator
+@inline const EXP_P3: f32 = 4.1665795894e-2;
+// @ts-ignore: decorator
+@inline const EXP_P4: f32 = 1.6666665459e-1;
+// @ts-ignore: decorator
+@inline const EXP_P5: f32 = 5.0000001201e-1;
+/** Inputs are clamped here: e^EXP_MIN is still a normal f32 (no subnormal results). */
+// @ts-ignore: decorator
+@inline const EXP_MIN: f32 = -87.33654;
+// @ts-ignore: decorator
+@inline const EXP_MAX: f32 = 88.37626;
+/** f32 exponent bias. */
+// @ts-ignore: decorator
+@inline const F32_BIAS: i32 = 127;
+/** f32 mantissa bits. */
+// @ts-ignore: decorator
+@inline const F32_MANT_BITS: i32 = 23;
+
+/** e^x for four lanes (relative error ~2 ulp; x clamped to [EXP_MIN, EXP_MAX]). SIMD build only. */
+// @ts-ignore: decorator
+@inline function exp4(x0: v128): v128 {
+  const x = f32x4.min(f32x4.max(x0, f32x4.splat(EXP_MIN)), f32x4.splat(EXP_MAX));
+  const fx = f32x4.nearest(f32x4.mul(x, f32x4.splat(LOG2E)));
+  let r = f32x4.sub(x, f32x4.mul(fx, f32x4.splat(LN2_HI)));
+  r = f32x4.sub(r, f32x4.mul(fx, f32x4.splat(LN2_LO)));
+  let y = f32x4.add(f32x4.mul(f32x4.splat(EXP_P0), r), f32x4.splat(EXP_P1));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P2));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P3));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P4));
+  y = f32x4.add(f32x4.mul(y, r), f32x4.splat(EXP_P5));
+  y = f32x4.add(f32x4.add(f32x4.mul(y, f32x4.mul(r, r)), r), f32x4.splat(1));
+  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(fx), i32x4.splat(F32_BIAS)), F32_MANT_BITS);
+  return f32x4.mul(y, pow2);
+}
+
+/** [sum a, sum b, sum c, sum d] of four f32x4. SIMD build only. */
+// @ts-ignore: decorator
+@inline function hsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = f32x4.add(v128.shuffle<f32>(a, b, 0, 4, 1, 5), v128.shuffle<f32>(a, b, 2, 6, 3, 7));
+  const cd = f32x4.add(v128.shuffle<f32>(c, d, 0, 4, 1, 5), v128.shuffle<f32>(c, d, 2, 6, 3, 7));
+  return f32x4.add(v128.shuffle<f32>(ab, cd, 0, 1, 4, 5), v128.shuffle<f32>(ab, cd, 2, 3, 6, 7));
+}
+
+/**
+ * Scores of one query head against four key tokens (SIMD; headDim a multiple of 4):
+ * [q.k0, q.k1, q.k2, q.k3] * scale.
+ */
+// @ts-ignore: decorator
+@inline function scores4(qh: usize, k0: usize, tokenBytes: usize, headDim: i32, vscale: v128): v128 {
+  const k1 = k0 + tokenBytes, k2 = k1 + tokenBytes, k3 = k2 + tokenBytes;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  for (let i: i32 = 0; i < headDim; i += LANES) {
+    const o = <usize>i << 2;
+    const qv = v128.load(qh + o);
+    a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
+    a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
+    a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+  }
+  return f32x4.mul(hsum4(a0, a1, a2, a3), vscale);
+}
+
+/** One query head, SIMD, headDim % 4 == 0: scores 4 tokens at a time, vector exp, 4-token value sums. */
+// @ts-ignore: decorator
+@inline function attendHeadSimd(qh: usize, kg: usize, vg: usize, len: i32, headDim: i32, tokenBytes: usize, scale: f32, scores: usize, oh: usize): void {
+  const vscale = f32x4.splat(scale);
+  let vm = f32x4.splat(-Infinity);
+  let t: i32 = 0;
+  for (; t + LANES <= len; t += LANES) {
+    const s = scores4(qh, kg + <usize>t * tokenBytes, tokenBytes, headDim, vscale);
+    v128.store(scores + (<usize>t << 2), s);
+    vm = f32x4.max(vm, s);
+  }
+  let m = max(max(f32x4.extract_lane(vm, 0), f32x4.extract_lane(vm, 1)), max(f32x4.extract_lane(vm, 2), f32x4.extract_lane(vm, 3)));
+  for (; t < len; t++) {
+    const s = dotHead(qh, kg + <usize>t * tokenBytes, headDim) * scale;
+    store<f32>(scores + (<usize>t << 2), s);
+    if (s > m) m = s;
+  }
+  const mv = f32x4.splat(m);
+  let vsum = f32x4.splat(0);
+  t = 0;
+  for (; t + LANES <= len; t += LANES) {
+    const p = scores + (<usize>t << 2);
+    const e = exp4(f32x4.sub(v128.load(p), mv));
+    v128.store(p, e);
+    vsum = f32x4.add(vsum, e);
+  }
+  let sum = hsum(vsum);
+  for (; t < len; t++) {
+    const p = scores + (<usize>t << 2);
+    const e = Mathf.exp(load<f32>(p) - m);
+    store<f32>(p, e);
+    sum += e;
+  }
+  const inv: f32 = <f32>1 / sum;
+  memory.fill(oh, 0, <usize>headDim << 2);
+  t = 0;
+  for (; t + LANES <= len; t += LANES) {
+    const ps = scores + (<usize>t << 2);
+    const p0 = f32x4.splat(load<f32>(ps) * inv), p1 = f32x4.splat(load<f32>(ps, 4) * inv);
+    const p2 = f32x4.splat(load<f32>(ps, 8) * inv), p3 = f32x4.splat(load<f32>(ps, 12) * inv);
+    const v0 = vg + <usize>t * tokenBytes, v1 = v0 + tokenBytes, v2 = v1 + tokenBytes, v3 = v2 + tokenBytes;
+    for (let i: i32 = 0; i < headDim; i += LANES) {
+      const o = <usize>i << 2;
+      let acc = v128.load(oh + o);
+      acc = f32x4.add(acc, f32x4.mul(p0, v128.load(v0 + o)));
+      acc = f32x4.add(acc, f32x4.mul(p1, v128.load(v1 + o)));
+      acc = f32x4.add(acc, f32x4.mul(p2, v128.load(v2 + o)));
+      acc = f32x4.add(acc, f32x4.mul(p3, v128.load(v3 + o)));
+      v128.store(oh + o, acc);
+    }
+  }
+  for (; t < len; t++) {
+    const pv = f32x4.splat(load<f32>(scores + (<usize>t << 2)) * inv);
+    const vt = vg + <usize>t * tokenBytes;
+    for (let i: i32 = 0; i < headDim; i += LANES) {
+      const o = <usize>i << 2;
+      v128.store(oh + o, f32x4.add(v128.load(oh + o), f32x4.mul(pv, v128.load(vt + o))));
+    }
+  }
+}
+
 /**
  * Exact attention of one query token: out[h] = sum_t softmax_t(scale * q[h].k[t][g]) v[t][g],
- * g = h / (qHeads / kvHeads); K and V token-major [len][kvHeads][headDim].
+ * g = h / (qHeads / kvHeads); K and V token-major [len][kvHeads][headDim]. `scores` is
+ * scratch of `len` floats. The SIMD build (headDim a multiple of 4) scores four tokens per
+ * pass, exponentiates four lanes at once (Cephes polynomial, ~2 ulp) and sums values four
+ * tokens at a time; the scalar build uses Mathf.exp.
  */
 export function attendExactF32(q: usize, k: usize, v: usize, len: i32, qHeads: i32, kvHeads: i32, headDim: i32, scale: f32, scores: usize, out: usize): void {
   const group = qHeads / kvHeads;
@@ -463,6 +602,13 @@ export function attendExactF32(q: usize, k: usize, v: usize, len: i32, qHeads: i
     const g = h / group;
     const qh = q + <usize>h * headBytes;
     const kg = k + <usize>g * headBytes, vg = v + <usize>g * headBytes;
+    const oh = out + <usize>h * headBytes;
+    if (ASC_FEATURE_SIMD) {
+      if (headDim % LANES == 0) {
+        attendHeadSimd(qh, kg, vg, len, headDim, tokenBytes, scale, scores, oh);
+        continue;
+      }
+    }
     let m: f32 = -Infinity;
     for (let t: i32 = 0; t < len; t++) {
       const s = dotHead(qh, kg + <usize>t * tokenBytes, headDim) * scale;
@@ -477,7 +623,6 @@ export function attendExactF32(q: usize, k: usize, v: usize, len: i32, qHeads: i
       sum += e;
     }
     const inv: f32 = <f32>1 / sum;
-    const oh = out + <usize>h * headBytes;
     memory.fill(oh, 0, headBytes);
     for (let t: i32 = 0; t < len; t++) {
       const pt = load<f32>(scores + (<usize>t << 2)) * inv;

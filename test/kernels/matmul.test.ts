@@ -242,8 +242,11 @@ test('embedF16 / embedF32 vs reference', async () => {
 test('attendExactF32 vs reference (GQA groups 1, 2, 4; head dims 8, 63, 64)', async () => {
   const r = rng(9);
   for (const e of await engines) {
-    for (const [qHeads, kvHeads] of [[1, 1], [8, 4], [8, 2]]) for (const headDim of [8, 63, 64]) for (const len of [1, 2, 9, 65]) {
-      const q = randF32(r, qHeads * headDim, 2), k = randF32(r, len * kvHeads * headDim, 2), v = randF32(r, len * kvHeads * headDim);
+    const cases: Array<[number, number, number, number, number]> = [];
+    for (const [qHeads, kvHeads] of [[1, 1], [8, 4], [8, 2]]) for (const headDim of [8, 63, 64]) for (const len of [1, 2, 3, 4, 5, 9, 65]) cases.push([qHeads, kvHeads, headDim, len, 2]);
+    cases.push([8, 2, 64, 1023, 2], [4, 1, 64, 67, 12]); // long; peaked softmax (scores spread over ~100)
+    for (const [qHeads, kvHeads, headDim, len, mag] of cases) {
+      const q = randF32(r, qHeads * headDim, mag), k = randF32(r, len * kvHeads * headDim, mag), v = randF32(r, len * kvHeads * headDim);
       const scale = 1 / Math.sqrt(headDim);
       const want = attendExactRef(q, k, v, len, qHeads, kvHeads, headDim, scale);
       const pq = put(e, q), pk = put(e, k), pv = put(e, v), ps = e.arena.alloc(4 * len), po = e.arena.alloc(4 * qHeads * headDim);
