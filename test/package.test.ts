@@ -31,6 +31,9 @@ const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 const quiet = { cwd: root, encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'] };
 
 function why(): string | null {
+  // an integration test of external tools: once, under Node (test/runtimes.sh runs every file under Deno and Bun too)
+  const rt = globalThis as { Deno?: unknown; Bun?: unknown };
+  if (rt.Deno || rt.Bun) return `runs under Node only (this is ${rt.Deno ? 'Deno' : 'Bun'})`;
   for (const f of ['dist/index.js', 'build/edgekv.simd.wasm', 'build/edgekv.scalar.wasm']) {
     if (!existsSync(resolve(root, f))) return `${f} is missing (npm run build)`;
   }

@@ -26,6 +26,9 @@ const root = resolve(fileURLToPath(new URL('../../', import.meta.url)));
 const tinyModel = resolve(root, '..', 'shared', 'models', 'stories260K');
 
 async function why(): Promise<string | null> {
+  // an integration test of external tools: once, under Node (test/runtimes.sh runs every file under Deno and Bun too)
+  const rt = globalThis as { Deno?: unknown; Bun?: unknown };
+  if (rt.Deno || rt.Bun) return `runs under Node only (this is ${rt.Deno ? 'Deno' : 'Bun'})`;
   if (!existsSync(CHROMIUM)) return `${CHROMIUM} is missing (apt-get install -y chromium, see .ci/install-system.sh)`;
   try {
     await import('playwright-core');
