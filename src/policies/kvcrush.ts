@@ -286,8 +286,8 @@ export const kvcrushStage: StageFactory = {
   summary: 'rescue representatives of the evicted entries by head-behaviour bits (arXiv 2503.00022)',
   options: {
     rho: numOption(KVCRUSH_DEFAULT_RHO, 0, KVCRUSH_MAX_RHO),
-    anchor: oneOfOption<KVCrushAnchor>('alternate', KVCRUSH_ANCHORS),
-    bits: oneOfOption<KVCrushBits>('heads', KVCRUSH_BITS),
+    anchor: oneOfOption<KVCrushAnchor>('mean', KVCRUSH_ANCHORS),
+    bits: oneOfOption<KVCrushBits>('queries', KVCRUSH_BITS),
     window: intOption(KVCRUSH_DEFAULT_WINDOW, 1, 1024),
     granularity: oneOfOption<KVCrushGranularity>('token', KVCRUSH_GRANULARITY),
     blockTokens: intOption(KVCRUSH_DEFAULT_BLOCK, 1, 1024),

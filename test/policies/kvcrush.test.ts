@@ -212,7 +212,7 @@ c('the stage asks for a query window (merged with the base\'s), options are vali
   assert.is(sn.policy.needs.queryWindow, 48);
   const sc = engine.createCache({ ...g, policy: { name: 'h2o+kvcrush', kvcrush: { bits: 'score' } } });
   assert.is(sc.policy.needs.queryWindow ?? 0, 0);
-  assert.equal(h.options.policy.kvcrush, { rho: 0.25, anchor: 'alternate', bits: 'heads', window: 8, granularity: 'token', blockTokens: 16 });
+  assert.equal(h.options.policy.kvcrush, { rho: 0.25, anchor: 'mean', bits: 'queries', window: 8, granularity: 'token', blockTokens: 16 });
   for (const [kv, field] of [[{ rho: 0.95 }, 'rho'], [{ rho: -0.1 }, 'rho'], [{ anchor: 'median' }, 'anchor'], [{ bits: 'all' }, 'bits'], [{ granularity: 'page' }, 'granularity'], [{ window: 0 }, 'window'], [{ blockTokens: 0 }, 'blockTokens'], [{ seed: 1 }, 'seed']] as const) {
     const e = catchErr(() => engine.createCache({ ...g, policy: { name: 'snapkv+kvcrush', kvcrush: kv } }));
     assert.is(e.code, 'E_ARG', JSON.stringify(kv));
