@@ -43,7 +43,7 @@ export interface WebGPUAttentionOptions extends WebGPUContextOptions {
   headDim: number;
   /** Query heads per KV head (GQA group size G), 1..32 (the WASM kernels' limit too). */
   groupSize: number;
-  /** Channels per value quantization group of packed pages; default `min(32, headDim)`. */
+  /** Channels per value quantization group of packed pages; default: the largest of 32, 16, 8 dividing headDim. */
   valueGroup?: number;
   /** Cap of one pool chunk in bytes; default 256 MiB, lowered to the device's limits. */
   chunkBytes?: number;
@@ -638,11 +638,18 @@ export async function createWebGPUAttention(options: WebGPUAttentionOptions): Pr
   }
 }
 
+/** Default value group: the largest of 32, 16, 8 dividing headDim (as the cache does), e.g. 16 for headDim 80. */
+export function defaultGroup(headDim: number): number {
+  return VALUE_GROUP_CHOICES.find((g) => g <= headDim && headDim % g === 0) ?? defaultValueGroup(headDim);
+}
+/** Candidates for the default value group, best first. */
+const VALUE_GROUP_CHOICES = [32, 16, 8];
+
 /** Check headDim / groupSize / valueGroup; shared with the WASM paged backend. */
 export function validateShape(options: { headDim: number; groupSize: number; valueGroup?: number }): { headDim: number; groupSize: number; valueGroup: number } {
   const headDim = checkOneOf('options.headDim', options.headDim, SUPPORTED_HEAD_DIMS as unknown as number[]);
   const groupSize = checkInt('options.groupSize', options.groupSize, 1, MAX_GROUP_SIZE);
-  const valueGroup = options.valueGroup === undefined ? defaultValueGroup(headDim) : checkInt('options.valueGroup', options.valueGroup, 4, headDim);
+  const valueGroup = options.valueGroup === undefined ? defaultGroup(headDim) : checkInt('options.valueGroup', options.valueGroup, 4, headDim);
   if (headDim % valueGroup !== 0 || valueGroup % 4 !== 0) {
     throw argError('options.valueGroup', valueGroup, `a multiple of 4 that divides headDim = ${headDim}`);
   }

@@ -104,6 +104,7 @@ async function suiteWithGpu(gpu: Gpu): Promise<void> {
     { d: 8, G: 1, vg: 8, sizes: [1, 2, 3, 33], formats: FORMATS },
     { d: 64, G: 4, vg: 32, sizes: [31, 32, 65, 200], formats: FORMATS },
     { d: 96, G: 3, vg: 32, sizes: [7, 64], formats: ['f32', 'int8'] },
+    { d: 80, G: 2, vg: 16, sizes: [45], formats: ['int2'] },
   ];
   const instances = new Map<string, WebGPUAttention>();
   const gpuFor = async (d: number, G: number, vg: number, formats: readonly Format[] = FORMATS): Promise<WebGPUAttention> => {
@@ -276,6 +277,9 @@ async function suiteWithGpu(gpu: Gpu): Promise<void> {
     await rejects(() => createWebGPUAttention({ context: ctx, headDim: 60, groupSize: 4 }), 'E_ARG', 'headDim 60');
     await rejects(() => createWebGPUAttention({ context: ctx, headDim: 64, groupSize: 33 }), 'E_ARG', 'groupSize 33');
     await rejects(() => createWebGPUAttention({ context: ctx, headDim: 64, groupSize: 4, valueGroup: 24 }), 'E_ARG', 'valueGroup 24');
+    const d80 = await createWebGPUAttention({ context: ctx, headDim: 80, groupSize: 1 });
+    assert.is(d80.valueGroup, 16, 'default value group for headDim 80 (as the cache)');
+    d80.destroy();
     await rejects(() => createWebGPUAttention({ context: ctx, headDim: 64, groupSize: 4, chunkBytes: 8192 }), 'E_UNSUPPORTED', 'chunk smaller than a page');
     await rejects(() => createWebGPUAttention({ context: ctx, headDim: 64, groupSize: 4, bogus: 1 } as never), 'E_ARG', 'unknown option');
     a.freeLane(lane);
