@@ -79,7 +79,7 @@ export const EVAL_HELP = `usage: edgekv eval --task ppl|needle|attn-error [flags
   --contexts 2048,4000 needle context lengths (default --tokens)
   --layers 0,4,7       attn-error layers (default first, middle, last)
   --future N           attn-error future queries (default 128)
-  --planner P          budget planner (uniform | pyramid) (default uniform)
+  --planner P          budget planner: uniform | pyramid | quantized | baklava:PROFILE.json | adakv:PROFILE.json (default uniform)
   --hadamard           rotate before quantizing
   --out FILE.json      also write JSON (+ .svg plots and .md table beside it)
   --title S            plot title

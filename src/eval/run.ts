@@ -18,6 +18,13 @@ export async function runEval(o: EvalOptions, argv: string[]): Promise<number> {
   const textFile = o.text ?? path.join(dir, 'val_shared.txt');
   if (!fs.existsSync(textFile)) throw new EdgeKVError('E_MODEL', `text file ${textFile} not found; pass --text FILE`, '--text');
   const text = fs.readFileSync(textFile, 'utf8');
+  // --planner baklava:PROFILE.json / adakv:PROFILE.json: the planner reads a profile from `edgekv profile`.
+  const withProfile = /^(baklava|adakv|quantized):(.+)$/.exec(o.planner);
+  if (withProfile) {
+    let profile: unknown;
+    try { profile = JSON.parse(fs.readFileSync(withProfile[2], 'utf8')); } catch (e) { throw new EdgeKVError('E_ARG', `--planner ${o.planner}: cannot read the profile JSON (${(e as Error).message})`, '--planner'); }
+    (o as { planner: unknown }).planner = { name: withProfile[1], profile };
+  }
   const engine = await createEngine();
   const model = await loadModel(dir, { engine });
   if (o.tokens > model.config.maxPositions) throw new EdgeKVError('E_ARG', `--tokens ${o.tokens} exceeds the model's context ${model.config.maxPositions}`, '--tokens');
