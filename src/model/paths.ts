@@ -121,7 +121,7 @@ export async function resolveModelDir(name: string = DEFAULT_MODEL_NAME, explici
   let dir: string, via: ResolvedModelDir['via'];
   if (explicit) { dir = explicit; via = 'option'; }
   else if (env(MODELS_DIR_ENV)) { dir = joinPath(env(MODELS_DIR_ENV)!, name); via = 'env'; }
-  else { dir = joinPath(`${repoRoot()}/${SHARED_MODELS_RELATIVE}`, name); via = 'default'; }
+  else { dir = decodeURIComponent(new URL(`${SHARED_MODELS_RELATIVE}/${name}`, `file://${repoRoot()}/`).pathname); via = 'default'; }
   let exists = false;
   try {
     const spec = 'node:fs';
