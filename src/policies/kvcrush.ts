@@ -28,7 +28,8 @@
  *   paper's rule restricted to the heads that see the lane): the summed attention of
  *   the last `window` queries of each head, top half per head. `'queries'` gives one bit
  *   per (recent query, head) pair, `window · groupSize` bits, a finer behaviour vector
- *   for models with small groups. `'score'` is OpenVINO GenAI's rule: one bit per entry
+ *   for models with small groups (the default: 4 bits per entry leave only 5 distinct
+ *   distances on a group of 4). `'score'` is OpenVINO GenAI's rule: one bit per entry
  *   from the base policy's own (head-aggregated) scores. The stage asks the cache for a
  *   ring of the last `window` queries (merged with the base's own window), so it works
  *   over H2O too; before any query is seen it falls back to `'score'` bits.
@@ -47,7 +48,7 @@ import { topK } from './selector.ts';
 import { intOption, numOption, oneOfOption } from './options.ts';
 import type { PolicyContext, Stage, StageFactory } from './types.ts';
 
-/** Anchor vectors (arXiv 2503.00022; `zeros`/`ones` from OpenVINO GenAI). */
+/** Anchor vectors (default `mean`; arXiv 2503.00022; `zeros`/`ones` from OpenVINO GenAI). */
 export const KVCRUSH_ANCHORS = ['random', 'mean', 'alternate', 'zeros', 'ones'] as const;
 export type KVCrushAnchor = (typeof KVCRUSH_ANCHORS)[number];
 /** Where the per-entry bits come from (see the module comment). */
