@@ -3,7 +3,7 @@
  * whole cache) becomes a hard token cap and a storage format for every lane
  * (layer × KV head). Planners only decide caps and formats; the cache enforces them.
  */
-import { PAGE_TOKENS, pageBytes, type Format } from '../formats.ts';
+import { PAGE_TOKENS, isPacked, pageBytes, type Format } from '../formats.ts';
 
 /** A cache-wide budget: average tokens per lane, or total bytes of KV pages. */
 export type Budget = { tokens: number } | { bytes: number };
@@ -35,10 +35,25 @@ export interface PlannerInput {
 export type Planner = (input: PlannerInput) => LanePlan[];
 
 /**
+ * Spare pages a packed middle tier may hold beyond dense, as a fraction of its dense
+ * page count. Evictions leave holes in packed pages; closing them means re-packing
+ * (re-quantizing) neighbouring pages, so holes are merged only past this allowance:
+ * a larger allowance re-quantizes fewer entries per compression (less compounding of
+ * quantization error, less time) for a few percent of bytes. Exact tiers merge
+ * losslessly and keep no spare pages.
+ */
+export const PACKED_SPARE_FRACTION = 1 / 16;
+
+/** Spare pages allowed for a middle tier of `densePages` dense pages in `precision`. */
+export function sparePages(densePages: number, precision: Format): number {
+  return isPacked(precision) ? Math.floor(densePages * PACKED_SPARE_FRACTION) : 0;
+}
+
+/**
  * Upper bound on the bytes of KV pages a lane holding `tokens` entries can occupy
  * between public calls: sinks in exact pages, a tail (residual + window, fewer than
- * `windowTokens + PAGE_TOKENS` entries) in dense exact pages, the rest in dense pages
- * of `precision`. Every byte of a page counts (payload, scales, minima, positions,
+ * `windowTokens + PAGE_TOKENS` entries) in dense exact pages, the rest in pages of
+ * `precision` (dense plus `sparePages`). Every byte of a page counts (payload, scales, minima, positions,
  * log-weights, padding): see `pageBytes`.
  */
 export function laneBytesBound(tokens: number, precision: Format, input: Pick<PlannerInput, 'headDim' | 'valueGroup' | 'exactPrecision' | 'sinkTokens' | 'windowTokens'>): number {
@@ -51,7 +66,8 @@ export function laneBytesBound(tokens: number, precision: Format, input: Pick<Pl
   const tailMax = Math.min(rest, input.windowTokens + PAGE_TOKENS - 1);
   let worst = 0;
   for (let t = tailMin; t <= tailMax; t++) {
-    const b = Math.ceil(t / PAGE_TOKENS) * exact + Math.ceil((rest - t) / PAGE_TOKENS) * mid;
+    const midPages = Math.ceil((rest - t) / PAGE_TOKENS);
+    const b = Math.ceil(t / PAGE_TOKENS) * exact + (midPages + sparePages(midPages, precision)) * mid;
     if (b > worst) worst = b;
   }
   return sinkBytes + worst;

@@ -17,7 +17,7 @@
 import type { Engine } from '../engine.ts';
 import { EdgeKVError, argError, checkF32, checkInt, shapeError } from '../errors.ts';
 import { FORMAT_CODE, FORMATS, PAGE_TOKENS, type Format } from '../formats.ts';
-import type { LanePlan } from '../budget/types.ts';
+import { sparePages, type LanePlan } from '../budget/types.ts';
 import { select } from '../policies/selector.ts';
 import type { CacheGeometry, Plan, Policy, PolicyContext } from '../policies/types.ts';
 import { hammingRows } from '../ops/basic.ts';
@@ -542,15 +542,16 @@ export class KVCache {
   }
 
   /**
-   * Merge runs of adjacent pages of `tier` until it holds ceil(entries / PAGE_TOKENS)
-   * pages. Each step re-packs the run with the fewest entries that frees a page, so
-   * re-quantization touches as few entries as possible; order is preserved.
+   * Merge runs of adjacent pages of `tier` until it holds at most ceil(entries /
+   * PAGE_TOKENS) pages plus the spare allowance (packed tiers, `sparePages`). Each step
+   * re-packs the run with the fewest entries that frees a page, so re-quantization
+   * touches as few entries as possible; order is preserved.
    */
   private densify(tier: Tier): void {
     for (;;) {
       const P = tier.pages;
-      const want = Math.ceil(tier.entries / PAGE_TOKENS);
-      if (P <= want) return;
+      const dense = Math.ceil(tier.entries / PAGE_TOKENS);
+      if (P <= dense + sparePages(dense, tier.format)) return;
       // Smallest-sum run [i, j) whose free space is at least one page (two pointers).
       let best = -1, bestJ = -1, bestSum = Infinity;
       let j = 0, free = 0, sum = 0;

@@ -10,7 +10,8 @@
  *                   are always quantized per channel over a whole page of tokens
  *
  * Invariants between public calls: `sinks` and `tail` pages are dense (all full but
- * the last), `mid` holds exactly ceil(entries / PAGE_TOKENS) pages, and the tail holds
+ * the last), `mid` holds ceil(entries / PAGE_TOKENS) pages plus at most the spare
+ * allowance of a packed tier (budget/types.ts `sparePages`), and the tail holds
  * fewer than `windowTokens + PAGE_TOKENS` entries. Pages come from the engine's arena
  * and go back to it as soon as a lane shrinks.
  *

@@ -29,6 +29,7 @@ import { EdgeKVError, fmt } from '../errors.ts';
 import { PAGE_TOKENS, PAYLOAD_OFFSET, isPacked, packedOffsets, pageBytes, type Format } from '../formats.ts';
 import { KVCache, MAX_POSITION } from './cache.ts';
 import { resolveOptions, type CacheOptions, type ResolvedOptions } from './options.ts';
+import { sparePages } from '../budget/types.ts';
 import type { Tier } from './lane.ts';
 
 /** "EKVC" */
@@ -217,7 +218,8 @@ export function loadCache(engine: Engine, bytes: Uint8Array, options: LoadOption
     if (ns > resolved.sinkTokens || !dense(s)) throw bad(`${where}: sinks hold ${ns} entries in pages ${fmt(s)}`);
     if (nm + nt > 0 && ns < Math.min(resolved.sinkTokens, ns + nm + nt)) throw bad(`${where}: entries past unfilled sinks`);
     if (!dense(t) || nt >= resolved.windowTokens + PAGE_TOKENS) throw bad(`${where}: tail pages ${fmt(t)} break the tier invariants`);
-    if (m.length !== Math.ceil(nm / PAGE_TOKENS)) throw bad(`${where}: middle pages ${m.length} for ${nm} entries`);
+    const denseMid = Math.ceil(nm / PAGE_TOKENS);
+    if (m.length < denseMid || m.length > denseMid + sparePages(denseMid, plans[i].precision)) throw bad(`${where}: middle pages ${m.length} for ${nm} entries`);
     const tokens = ns + nm + nt;
     if (tokens > plans[i].tokens) throw bad(`${where}: ${tokens} entries over the cap ${plans[i].tokens}`);
     if (tokens > nextPos[Math.floor(i / kvHeads)]) throw bad(`${where}: more entries than positions appended`);

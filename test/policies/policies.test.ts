@@ -145,6 +145,28 @@ m('per-entry policy state follows its entry through compaction, migration and me
   }
 });
 
+m('decode-time eviction on packed pages barely compounds quantization error (holes merged past a spare allowance)', () => {
+  const d = 64, rnd = prng(3), N = 3000;
+  for (const precision of ['int4', 'int2'] as const) {
+    const c = engine.createCache({ layers: 1, qHeads: 2, kvHeads: 1, headDim: d, policy: 'h2o', precision, budget: { tokens: 1024 }, windowTokens: 32, slack: 32 });
+    const K = randn(N * d, rnd), V = randn(N * d, rnd);
+    c.append(0, K.subarray(0, 1000 * d), V.subarray(0, 1000 * d));
+    for (let t = 1000; t < N; t++) { c.append(0, K.subarray(t * d, (t + 1) * d), V.subarray(t * d, (t + 1) * d)); c.attend(0, randn(2 * d, rnd)); }
+    const lane = c.lane(0, 0);
+    const pos = c.store.readHeader(lane, 'pos'), ks = c.store.readRows(lane, 'k');
+    // The same surviving keys quantized once, in fresh pages.
+    const once = engine.createCache({ layers: 1, qHeads: 2, kvHeads: 1, headDim: d, policy: 'full', precision, sinkTokens: 0, windowTokens: 0 });
+    const Ks = new Float32Array(pos.length * d);
+    for (let i = 0; i < pos.length; i++) Ks.set(K.subarray(pos[i] * d, pos[i] * d + d), i * d);
+    once.append(0, Ks, Ks);
+    const kOnce = once.store.readRows(once.lane(0, 0), 'k');
+    let eDecode = 0, eOnce = 0;
+    for (let i = 0; i < Ks.length; i++) { eDecode += (ks[i] - Ks[i]) ** 2; eOnce += (kOnce[i] - Ks[i]) ** 2; }
+    assert.ok(Math.sqrt(eDecode / eOnce) < 1.25, `${precision}: key error after ${N} tokens ${Math.sqrt(eDecode / Ks.length)} vs quantized once ${Math.sqrt(eOnce / Ks.length)}`);
+    c.dispose(); once.dispose();
+  }
+});
+
 const b = suite('policies: behaviour');
 
 /** A lane whose entries at `hot` positions have keys along `u` (others small noise). */
