@@ -45,8 +45,8 @@ import { MAX_HEAD_DIM, halfToFloat, F16_TO_F32_SCALE } from './quant';
 export const MAX_GROUP: i32 = 32;
 /** Largest number of value groups per row (vg >= 4). */
 const MAX_VALUE_GROUPS: i32 = MAX_HEAD_DIM / 4;
-/** Value groups per row on the fixed-point path (vg % 16 == 0). */
-const MAX_FAST_VALUE_GROUPS: i32 = MAX_HEAD_DIM / 16;
+/** Value groups per row on the fixed-point path (vg % 8 == 0). */
+const MAX_FAST_VALUE_GROUPS: i32 = MAX_HEAD_DIM / 8;
 /** Full scale of the 16-bit fixed-point query and weight factors. */
 const FIXED_ONE: f32 = 32767;
 /** Bytes per SIMD chunk of packed codes. */
@@ -57,7 +57,11 @@ const F16_FOLD_LIMIT: f32 = 6.0e4;
 // Scratch (static, inside the module's data segment).
 const SCR_S: usize = memory.data(PAGE_TOKENS * MAX_GROUP * 4);            // [t][Gp] logits, then p
 const SCR_Q: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 4);           // [Gp][d] q * scale (x 2^112 for f16)
-const SCR_QS: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 4);          // [Gp][d] q' * kScale (packed pages)
+const SCR_QS: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 4);          // [Gp][d] q' * kScale (packed pages, scalar path)
+const SCR_QN: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 4);          // [Gp][d] q' / max|q'| * 32767 (packed pages, SIMD)
+const SCR_QAMAX: usize = memory.data(MAX_GROUP * 4);                      // [Gp] max_c |q'_c|
+const SCR_PMAX: usize = memory.data(MAX_GROUP * 4);                       // [Gp] max_t p of the current page
+const SCR_SMAX: usize = memory.data(MAX_VALUE_GROUPS * 4 + 16);            // [ng] max_t vScale of the current page
 const SCR_QI: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 2);          // [Gp][d] i16 fixed-point q' * kScale
 const SCR_QF: usize = memory.data(MAX_GROUP * 4);                         // [Gp] fixed-point unit per head
 const SCR_QM: usize = memory.data(MAX_GROUP * 4);                         // [Gp] sum_c q'_c kMin_c
@@ -145,6 +149,15 @@ const F16_SHIFT: i32 = 13;
   return f32x4.mul(f16LoFolded(v128.load64_zero(p)), f32x4.splat(F16_TO_F32_SCALE));
 }
 
+/** 1.5 * 2^23: adding it leaves round-half-even(x) in the low mantissa bits (|x| < 2^22). */
+const ROUND_MAGIC: f32 = 12582912.0;
+const ROUND_MAGIC_BITS: i32 = 0x4b400000;
+/** Round each lane to the nearest integer (ties to even) as i32, for |x| < 2^22. */
+// @ts-ignore: decorator
+@inline function roundToInt(x: v128): v128 {
+  return i32x4.sub(f32x4.add(x, f32x4.splat(ROUND_MAGIC)), i32x4.splat(ROUND_MAGIC_BITS));
+}
+
 /** [sum a0, sum a1, sum a2, sum a3] (f32 lanes). */
 // @ts-ignore: decorator
 @inline function hsum4(a0: v128, a1: v128, a2: v128, a3: v128): v128 {
@@ -188,11 +201,6 @@ const F16_SHIFT: i32 = 13;
 // @ts-ignore: decorator
 @inline function codeMask(bits: i32): i32 { return (1 << bits) - 1; }
 
-/** Codes of plane s (bits [s*bits, (s+1)*bits)) of 16 packed bytes. */
-// @ts-ignore: decorator
-@inline function plane(b: v128, shift: i32, mask: v128, whole: bool): v128 {
-  return whole ? b : v128.and(i8x16.shr_u(b, shift), mask);
-}
 
 // ---------------------------------------------------------------------------------
 // Keys -> logits, float formats (SIMD). T = f32 (f32 pages) or u16 (f16 pages, folded).
@@ -209,30 +217,32 @@ const F16_SHIFT: i32 = 13;
   return f16HiFolded(v128.load(p));
 }
 
-/** 4 heads x 2 tokens: S[t0][hb..hb+3], S[t0+1][hb..hb+3]. */
+/** 4 channels of a key/value row as f32x4 (f16: sign-extending load, shift, mask: x * 2^-112). */
+// @ts-ignore: decorator
+@inline function row4<T>(p: usize): v128 {
+  if (sizeof<T>() == 4) return v128.load(p);
+  return v128.and(i32x4.shl(v128.load16x4_s(p), F16_SHIFT), i32x4.splat(F16_FOLD_MASK));
+}
+
+/** 4 heads x 2 tokens: S[t][hb..hb+3], S[t+1][hb..hb+3] (key rows read once for the 4 heads). */
 // @ts-ignore: decorator
 @inline function keysFloat4x2<T>(row0: usize, rowStride: usize, qb: usize, d: i32, logW: usize, s0: usize, sStride: usize): void {
   let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
   let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
   const qStride = <usize>d << 2;
   const row1 = row0 + rowStride;
-  for (let c = 0; c < d; c += 8) {
+  for (let c = 0; c < d; c += 4) {
     const kOff = <usize>c * sizeof<T>();
-    const k0a = rowLo<T>(row0 + kOff), k0b = rowHi<T>(row0 + kOff);
-    const k1a = rowLo<T>(row1 + kOff), k1b = rowHi<T>(row1 + kOff);
-    let qp = qb + (<usize>c << 2);
-    let qa = v128.load(qp), qbv = v128.load(qp, 16);
-    a00 = f32x4.add(a00, f32x4.add(f32x4.mul(qa, k0a), f32x4.mul(qbv, k0b)));
-    a01 = f32x4.add(a01, f32x4.add(f32x4.mul(qa, k1a), f32x4.mul(qbv, k1b)));
-    qp += qStride; qa = v128.load(qp); qbv = v128.load(qp, 16);
-    a10 = f32x4.add(a10, f32x4.add(f32x4.mul(qa, k0a), f32x4.mul(qbv, k0b)));
-    a11 = f32x4.add(a11, f32x4.add(f32x4.mul(qa, k1a), f32x4.mul(qbv, k1b)));
-    qp += qStride; qa = v128.load(qp); qbv = v128.load(qp, 16);
-    a20 = f32x4.add(a20, f32x4.add(f32x4.mul(qa, k0a), f32x4.mul(qbv, k0b)));
-    a21 = f32x4.add(a21, f32x4.add(f32x4.mul(qa, k1a), f32x4.mul(qbv, k1b)));
-    qp += qStride; qa = v128.load(qp); qbv = v128.load(qp, 16);
-    a30 = f32x4.add(a30, f32x4.add(f32x4.mul(qa, k0a), f32x4.mul(qbv, k0b)));
-    a31 = f32x4.add(a31, f32x4.add(f32x4.mul(qa, k1a), f32x4.mul(qbv, k1b)));
+    const k0 = row4<T>(row0 + kOff), k1 = row4<T>(row1 + kOff);
+    const qp = qb + (<usize>c << 2);
+    let qv = v128.load(qp);
+    a00 = f32x4.add(a00, f32x4.mul(qv, k0)); a01 = f32x4.add(a01, f32x4.mul(qv, k1));
+    qv = v128.load(qp + qStride);
+    a10 = f32x4.add(a10, f32x4.mul(qv, k0)); a11 = f32x4.add(a11, f32x4.mul(qv, k1));
+    qv = v128.load(qp + 2 * qStride);
+    a20 = f32x4.add(a20, f32x4.mul(qv, k0)); a21 = f32x4.add(a21, f32x4.mul(qv, k1));
+    qv = v128.load(qp + 3 * qStride);
+    a30 = f32x4.add(a30, f32x4.mul(qv, k0)); a31 = f32x4.add(a31, f32x4.mul(qv, k1));
   }
   v128.store(s0, f32x4.add(hsum4(a00, a10, a20, a30), v128.load32_splat(logW)));
   v128.store(s0 + sStride, f32x4.add(hsum4(a01, a11, a21, a31), v128.load32_splat(logW, 4)));
@@ -281,35 +291,36 @@ function pageLogitsFloatSimd<T>(page: usize, cnt: i32, d: i32, G: i32, Gp: i32):
 // ---------------------------------------------------------------------------------
 // Keys -> logits, packed formats (SIMD, 16-bit fixed point)
 
-/** Per page: qi[h][c] = round(q'_h,c * kScale_c / unit_h), unit_h = max_c |q'_h,c kScale_c| / 32767; bias qm_h = sum_c q'_h,c kMin_c. */
-function prepareKeysFixed(page: usize, d: i32, G: i32, Gp: i32): void {
+/**
+ * Per page: qi[h][c] = round(q'_h,c * kScale_c / unit_h) with unit_h = max_c |q'_h,c| * max_c kScale_c / 32767
+ * (a bound on max_c |q'_h,c kScale_c|, so that one pass suffices); bias qm_h = sum_c q'_h,c kMin_c.
+ * SCR_QN holds q' / max|q'| * 32767 (per call), SCR_QAMAX max|q'| per head.
+ */
+function prepareKeysFixed(page: usize, d: i32, G: i32): void {
   const kScale = page + kScaleOff(), kMin = page + kMinOff(d);
+  let ksmax = f32x4.splat(0);
   for (let c = 0; c < d; c += 4) {
-    v128.store(SCR_KS + (<usize>c << 2), f16x4Exact(kScale + (<usize>c << 1)));
+    const ks = f16x4Exact(kScale + (<usize>c << 1));
+    ksmax = f32x4.max(ksmax, ks);
+    v128.store(SCR_KS + (<usize>c << 2), ks);
     v128.store(SCR_KM + (<usize>c << 2), f16x4Exact(kMin + (<usize>c << 1)));
   }
+  const ksMax = hmax(ksmax);
+  const ksInv = f32x4.splat(ksMax > 0 ? <f32>1.0 / ksMax : 0);
+  for (let c = 0; c < d; c += 4) v128.store(SCR_KS + (<usize>c << 2), f32x4.mul(v128.load(SCR_KS + (<usize>c << 2)), ksInv));
   for (let h = 0; h < G; h++) {
-    const qh = SCR_Q + (<usize>(h * d) << 2);
-    let amax = f32x4.splat(0), qm = f32x4.splat(0);
-    for (let c = 0; c < d; c += 4) {
-      const o = <usize>c << 2;
-      const qv = v128.load(qh + o);
-      const qs = f32x4.mul(qv, v128.load(SCR_KS + o));
-      v128.store(SCR_QS + o, qs);
-      amax = f32x4.max(amax, f32x4.abs(qs));
-      qm = f32x4.add(qm, f32x4.mul(qv, v128.load(SCR_KM + o)));
-    }
-    const a = hmax(amax);
-    const inv = f32x4.splat(a > 0 ? FIXED_ONE / a : 0);
-    store<f32>(SCR_QF + (<usize>h << 2), a / FIXED_ONE);
-    store<f32>(SCR_QM + (<usize>h << 2), hadd(qm));
+    const qn = SCR_QN + (<usize>(h * d) << 2);
     const qi = SCR_QI + (<usize>(h * d) << 1);
+    let qm = f32x4.splat(0);
     for (let c = 0; c < d; c += 8) {
       const o = <usize>c << 2;
-      const i0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(SCR_QS + o), inv)));
-      const i1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(SCR_QS + o, 16), inv)));
-      v128.store(qi + (<usize>c << 1), i16x8.narrow_i32x4_s(i0, i1));
+      const q0 = v128.load(qn + o), q1 = v128.load(qn + o, 16);
+      v128.store(qi + (<usize>c << 1), i16x8.narrow_i32x4_s(roundToInt(f32x4.mul(q0, v128.load(SCR_KS + o))), roundToInt(f32x4.mul(q1, v128.load(SCR_KS + o, 16)))));
+      qm = f32x4.add(qm, f32x4.add(f32x4.mul(q0, v128.load(SCR_KM + o)), f32x4.mul(q1, v128.load(SCR_KM + o, 16))));
     }
+    const qa = load<f32>(SCR_QAMAX + (<usize>h << 2));
+    store<f32>(SCR_QF + (<usize>h << 2), qa * ksMax / FIXED_ONE);
+    store<f32>(SCR_QM + (<usize>h << 2), hadd(qm) * (qa / FIXED_ONE));
   }
 }
 
@@ -325,68 +336,103 @@ function prepareKeysFixed(page: usize, d: i32, G: i32, Gp: i32): void {
   return s;
 }
 
-/** 4 heads x 2 tokens, fixed point. */
+// Compile-time specialization: code width and plane index are type parameters, so that
+// every shift and mask below is a constant (the generic instances are separate functions).
+/** Marker types: Bits8 / Bits4 / Bits2 select the code width. */
+type Bits8 = u64;
+type Bits4 = u32;
+type Bits2 = u16;
+/** Marker types: Plane0..3 select which `bits`-wide field of each byte. */
+type Plane0 = u8;
+type Plane1 = u16;
+type Plane2 = u32;
+type Plane3 = u64;
 // @ts-ignore: decorator
-@inline function keysFixed4x2(row0: usize, R: i32, P: i32, bits: i32, whole: bool, hb: i32, d: i32, logW: usize, s0: usize, sStride: usize): void {
-  let a00 = i32x4.splat(0), a01 = i32x4.splat(0), a10 = i32x4.splat(0), a11 = i32x4.splat(0);
-  let a20 = i32x4.splat(0), a21 = i32x4.splat(0), a30 = i32x4.splat(0), a31 = i32x4.splat(0);
-  const row1 = row0 + <usize>R;
-  const mask = i8x16.splat(<i8>codeMask(bits));
-  const qStride = <usize>d << 1;
-  const qBase = SCR_QI + (<usize>(hb * d) << 1);
+@inline function bitsOf<B>(): i32 { return sizeof<B>() == 8 ? 8 : sizeof<B>() == 4 ? 4 : 2; }
+// @ts-ignore: decorator
+@inline function planeIndexOf<K>(): i32 { return sizeof<K>() == 1 ? 0 : sizeof<K>() == 2 ? 1 : sizeof<K>() == 4 ? 2 : 3; }
+
+/** sum over 16 channels of code * qi for one head: codes widened (cl, ch), query at qp (i16). */
+// @ts-ignore: decorator
+@inline function qdot16(cl: v128, ch: v128, qp: usize): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(cl, v128.load(qp)), i32x4.dot_i16x8_s(ch, v128.load(qp, 16)));
+}
+
+/** Plane k of 16 packed bytes: bits [k*bits, (k+1)*bits) of each byte (i16 shift + mask). */
+// @ts-ignore: decorator
+@inline function planeOf(b: v128, k: i32, bits: i32): v128 {
+  if (bits == 8) return b;
+  const m = i8x16.splat(<i8>codeMask(bits));
+  if (k == 0) return v128.and(b, m);
+  return v128.and(i16x8.shr_u(b, k * bits), m);
+}
+
+/** 4 heads x 1 token, fixed point: S[t][hb..hb+3]. `bits` must be a literal (planes unrolled). */
+// @ts-ignore: decorator
+@inline function keysFixed4x1<B>(row: usize, R: i32, hb: i32, d: i32, logW: usize, s: usize): void {
+  const bits: i32 = bitsOf<B>();
+  let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+  const qs = <usize>d << 1;
+  const qb = SCR_QI + (<usize>(hb * d) << 1);
   let j = 0;
   for (; j + CHUNK <= R; j += CHUNK) {
-    const b0 = v128.load(row0 + <usize>j), b1 = v128.load(row1 + <usize>j);
-    for (let p = 0; p < P; p++) {
-      const c0 = plane(b0, p * bits, mask, whole), c1 = plane(b1, p * bits, mask, whole);
-      const c0l = i16x8.extend_low_i8x16_u(c0), c0h = i16x8.extend_high_i8x16_u(c0);
-      const c1l = i16x8.extend_low_i8x16_u(c1), c1h = i16x8.extend_high_i8x16_u(c1);
-      let qp = qBase + (<usize>(j + p * R) << 1);
-      let ql = v128.load(qp), qh = v128.load(qp, 16);
-      a00 = i32x4.add(a00, i32x4.add(i32x4.dot_i16x8_s(c0l, ql), i32x4.dot_i16x8_s(c0h, qh)));
-      a01 = i32x4.add(a01, i32x4.add(i32x4.dot_i16x8_s(c1l, ql), i32x4.dot_i16x8_s(c1h, qh)));
-      qp += qStride; ql = v128.load(qp); qh = v128.load(qp, 16);
-      a10 = i32x4.add(a10, i32x4.add(i32x4.dot_i16x8_s(c0l, ql), i32x4.dot_i16x8_s(c0h, qh)));
-      a11 = i32x4.add(a11, i32x4.add(i32x4.dot_i16x8_s(c1l, ql), i32x4.dot_i16x8_s(c1h, qh)));
-      qp += qStride; ql = v128.load(qp); qh = v128.load(qp, 16);
-      a20 = i32x4.add(a20, i32x4.add(i32x4.dot_i16x8_s(c0l, ql), i32x4.dot_i16x8_s(c0h, qh)));
-      a21 = i32x4.add(a21, i32x4.add(i32x4.dot_i16x8_s(c1l, ql), i32x4.dot_i16x8_s(c1h, qh)));
-      qp += qStride; ql = v128.load(qp); qh = v128.load(qp, 16);
-      a30 = i32x4.add(a30, i32x4.add(i32x4.dot_i16x8_s(c0l, ql), i32x4.dot_i16x8_s(c0h, qh)));
-      a31 = i32x4.add(a31, i32x4.add(i32x4.dot_i16x8_s(c1l, ql), i32x4.dot_i16x8_s(c1h, qh)));
+    const b = v128.load(row + <usize>j);
+    let c = planeOf(b, 0, bits);
+    let cl = i16x8.extend_low_i8x16_u(c), ch = i16x8.extend_high_i8x16_u(c);
+    let qp = qb + (<usize>j << 1);
+    a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + qs));
+    a2 = i32x4.add(a2, qdot16(cl, ch, qp + 2 * qs)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 3 * qs));
+    if (bits <= 4) {
+      c = planeOf(b, 1, bits);
+      cl = i16x8.extend_low_i8x16_u(c); ch = i16x8.extend_high_i8x16_u(c);
+      qp = qb + (<usize>(j + R) << 1);
+      a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + qs));
+      a2 = i32x4.add(a2, qdot16(cl, ch, qp + 2 * qs)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 3 * qs));
+    }
+    if (bits == 2) {
+      c = planeOf(b, 2, bits);
+      cl = i16x8.extend_low_i8x16_u(c); ch = i16x8.extend_high_i8x16_u(c);
+      qp = qb + (<usize>(j + 2 * R) << 1);
+      a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + qs));
+      a2 = i32x4.add(a2, qdot16(cl, ch, qp + 2 * qs)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 3 * qs));
+      c = planeOf(b, 3, bits);
+      cl = i16x8.extend_low_i8x16_u(c); ch = i16x8.extend_high_i8x16_u(c);
+      qp = qb + (<usize>(j + 3 * R) << 1);
+      a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + qs));
+      a2 = i32x4.add(a2, qdot16(cl, ch, qp + 2 * qs)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 3 * qs));
     }
   }
-  let s0i = hsum4i(a00, a10, a20, a30), s1i = hsum4i(a01, a11, a21, a31);
+  let si = hsum4i(a0, a1, a2, a3);
   if (j < R) {
-    s0i = i32x4.add(s0i, i32x4From(
-      tailDotFixed(row0, j, R, P, bits, qBase), tailDotFixed(row0, j, R, P, bits, qBase + qStride),
-      tailDotFixed(row0, j, R, P, bits, qBase + 2 * qStride), tailDotFixed(row0, j, R, P, bits, qBase + 3 * qStride)));
-    s1i = i32x4.add(s1i, i32x4From(
-      tailDotFixed(row1, j, R, P, bits, qBase), tailDotFixed(row1, j, R, P, bits, qBase + qStride),
-      tailDotFixed(row1, j, R, P, bits, qBase + 2 * qStride), tailDotFixed(row1, j, R, P, bits, qBase + 3 * qStride)));
+    const P = 8 / bits;
+    si = i32x4.add(si, i32x4From(
+      tailDotFixed(row, j, R, P, bits, qb), tailDotFixed(row, j, R, P, bits, qb + qs),
+      tailDotFixed(row, j, R, P, bits, qb + 2 * qs), tailDotFixed(row, j, R, P, bits, qb + 3 * qs)));
   }
   const unit = v128.load(SCR_QF + (<usize>hb << 2));
   const bias = v128.load(SCR_QM + (<usize>hb << 2));
-  v128.store(s0, f32x4.add(f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(s0i), unit), bias), v128.load32_splat(logW)));
-  v128.store(s0 + sStride, f32x4.add(f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(s1i), unit), bias), v128.load32_splat(logW, 4)));
+  v128.store(s, f32x4.add(f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(si), unit), bias), v128.load32_splat(logW)));
 }
 
-/** 1 head x 4 tokens, fixed point. */
+/** 1 head x 4 tokens, fixed point: S[t..t+3][h]. */
 // @ts-ignore: decorator
-@inline function keysFixed1x4(row0: usize, R: i32, P: i32, bits: i32, whole: bool, h: i32, d: i32, logW: usize, s0: usize, sStride: usize): void {
+@inline function keysFixed1x4<B>(row0: usize, R: i32, h: i32, d: i32, logW: usize, s0: usize, sStride: usize): void {
+  const bits: i32 = bitsOf<B>();
   let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
   const Rs = <usize>R;
-  const mask = i8x16.splat(<i8>codeMask(bits));
+  const P = 8 / bits;
   const qh = SCR_QI + (<usize>(h * d) << 1);
   let j = 0;
   for (; j + CHUNK <= R; j += CHUNK) {
     const r = row0 + <usize>j;
     const b0 = v128.load(r), b1 = v128.load(r + Rs), b2 = v128.load(r + 2 * Rs), b3 = v128.load(r + 3 * Rs);
-    for (let p = 0; p < P; p++) {
-      const qp = qh + (<usize>(j + p * R) << 1);
+    for (let k = 0; k < P; k++) {
+      const qp = qh + (<usize>(j + k * R) << 1);
       const ql = v128.load(qp), qhh = v128.load(qp, 16);
-      const sh = p * bits;
-      const c0 = plane(b0, sh, mask, whole), c1 = plane(b1, sh, mask, whole), c2 = plane(b2, sh, mask, whole), c3 = plane(b3, sh, mask, whole);
+      const m = i8x16.splat(<i8>codeMask(bits));
+      const sh = k * bits;
+      const c0 = bits == 8 ? b0 : v128.and(i16x8.shr_u(b0, sh), m), c1 = bits == 8 ? b1 : v128.and(i16x8.shr_u(b1, sh), m);
+      const c2 = bits == 8 ? b2 : v128.and(i16x8.shr_u(b2, sh), m), c3 = bits == 8 ? b3 : v128.and(i16x8.shr_u(b3, sh), m);
       a0 = i32x4.add(a0, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c0), ql), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c0), qhh)));
       a1 = i32x4.add(a1, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c1), ql), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c1), qhh)));
       a2 = i32x4.add(a2, i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c2), ql), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c2), qhh)));
@@ -401,35 +447,35 @@ function prepareKeysFixed(page: usize, d: i32, G: i32, Gp: i32): void {
   }
   const unit = f32x4.splat(load<f32>(SCR_QF + (<usize>h << 2)));
   const bias = f32x4.splat(load<f32>(SCR_QM + (<usize>h << 2)));
-  const s = f32x4.add(f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(si), unit), bias), v128.load(logW));
-  v128.store32_lane(s0, s, 0);
-  v128.store32_lane(s0 + sStride, s, 1);
-  v128.store32_lane(s0 + 2 * sStride, s, 2);
-  v128.store32_lane(s0 + 3 * sStride, s, 3);
+  const sv = f32x4.add(f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(si), unit), bias), v128.load(logW));
+  v128.store32_lane(s0, sv, 0);
+  v128.store32_lane(s0 + sStride, sv, 1);
+  v128.store32_lane(s0 + 2 * sStride, sv, 2);
+  v128.store32_lane(s0 + 3 * sStride, sv, 3);
 }
 
-function pageLogitsFixedSimd(page: usize, cnt: i32, d: i32, bits: i32, G: i32, Gp: i32): void {
-  prepareKeysFixed(page, d, G, Gp);
-  const R = rowBytes(d, bits), P = 8 / bits;
+// @ts-ignore: decorator
+function pageLogitsFixedBits<B>(page: usize, cnt: i32, d: i32, G: i32, Gp: i32): void {
+  const bits: i32 = bitsOf<B>();
+  const R = rowBytes(d, bits);
   const codes = page + kCodesOff(d);
   const sStride = <usize>Gp << 2;
   let hb = 0;
   for (; hb + 4 <= G; hb += 4) {
     const s0 = SCR_S + (<usize>hb << 2);
-    if (bits == 8) {
-      for (let t = 0; t < cnt; t += 2) keysFixed4x2(codes + <usize>(t * R), R, 1, 8, true, hb, d, page + (<usize>t << 2), s0 + <usize>t * sStride, sStride);
-    } else {
-      for (let t = 0; t < cnt; t += 2) keysFixed4x2(codes + <usize>(t * R), R, P, bits, false, hb, d, page + (<usize>t << 2), s0 + <usize>t * sStride, sStride);
-    }
+    for (let t = 0; t < cnt; t++) keysFixed4x1<B>(codes + <usize>(t * R), R, hb, d, page + (<usize>t << 2), s0 + <usize>t * sStride);
   }
   for (; hb < G; hb++) {
     const s0 = SCR_S + (<usize>hb << 2);
-    if (bits == 8) {
-      for (let t = 0; t < cnt; t += 4) keysFixed1x4(codes + <usize>(t * R), R, 1, 8, true, hb, d, page + (<usize>t << 2), s0 + <usize>t * sStride, sStride);
-    } else {
-      for (let t = 0; t < cnt; t += 4) keysFixed1x4(codes + <usize>(t * R), R, P, bits, false, hb, d, page + (<usize>t << 2), s0 + <usize>t * sStride, sStride);
-    }
+    for (let t = 0; t < cnt; t += 4) keysFixed1x4<B>(codes + <usize>(t * R), R, hb, d, page + (<usize>t << 2), s0 + <usize>t * sStride, sStride);
   }
+}
+
+function pageLogitsFixedSimd(page: usize, cnt: i32, d: i32, bits: i32, G: i32, Gp: i32): void {
+  prepareKeysFixed(page, d, G);
+  if (bits == 8) pageLogitsFixedBits<Bits8>(page, cnt, d, G, Gp);
+  else if (bits == 4) pageLogitsFixedBits<Bits4>(page, cnt, d, G, Gp);
+  else pageLogitsFixedBits<Bits2>(page, cnt, d, G, Gp);
 }
 
 // ---------------------------------------------------------------------------------
@@ -458,6 +504,7 @@ function pageSoftmax(cnt: i32, G: i32, Gp: i32, d: i32, state: usize): void {
         sum = f32x4.add(sum, p);
       }
       const corr = expv(f32x4.sub(mOld, mNew));
+      v128.store(SCR_PMAX + (<usize>hb << 2), expv(f32x4.sub(pm, mNew)));
       v128.store(SCR_L + (<usize>hb << 2), f32x4.add(f32x4.mul(v128.load(SCR_L + (<usize>hb << 2)), corr), sum));
       v128.store(SCR_M + (<usize>hb << 2), mNew);
       if (!i32x4.all_true(f32x4.eq(corr, f32x4.splat(1)))) {
@@ -509,8 +556,8 @@ function pageSoftmax(cnt: i32, G: i32, Gp: i32, d: i32, state: usize): void {
   for (let t = 0; t < cnt; t++) {
     const vp = vrow0 + <usize>t * rowStride;
     const va = rowLo<T>(vp), vb = rowHi<T>(vp);
-    const p = v128.load(pcol + <usize>t * sStride);
-    const p0 = bcast0(p), p1 = bcast1(p), p2 = bcast2(p), p3 = bcast3(p);
+    const pp = pcol + <usize>t * sStride;
+    const p0 = v128.load32_splat(pp), p1 = v128.load32_splat(pp, 4), p2 = v128.load32_splat(pp, 8), p3 = v128.load32_splat(pp, 12);
     x0 = f32x4.add(x0, f32x4.mul(p0, va)); x1 = f32x4.add(x1, f32x4.mul(p0, vb));
     y0 = f32x4.add(y0, f32x4.mul(p1, va)); y1 = f32x4.add(y1, f32x4.mul(p1, vb));
     z0 = f32x4.add(z0, f32x4.mul(p2, va)); z1 = f32x4.add(z1, f32x4.mul(p2, vb));
@@ -557,9 +604,9 @@ function pageValuesFloatSimd<T>(page: usize, cnt: i32, d: i32, G: i32, Gp: i32, 
 // Values, packed formats (SIMD, 16-bit fixed point; vg % 16 == 0)
 
 /**
- * Per page: decode value scales/minima; per (group g, head h): unit = max_t p*scale / 32767,
- * W[g][t/2][h] = round(p_t*scale_tg/unit) | round(p_t+1*scale_t+1,g/unit) << 16,
- * B[g][h] = sum_t p_t * min_tg.
+ * Per page: decode value scales/minima; per (group g, head h): unit = maxp_h * maxs_g / 32767 (a bound
+ * on max_t p_t * vScale_tg: maxp_h = max_t p_t, maxs_g = max_t vScale_tg), W[g][t/2][h] = the pair
+ * round(p_t * vScale_tg / unit) | round(p_t+1 * vScale_t+1,g / unit) << 16, B[g][h] = sum_t p_t * vMin_tg.
  */
 function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G: i32, Gp: i32): void {
   const ng = d / vg;
@@ -569,100 +616,154 @@ function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G
     v128.store(SCR_VS + (<usize>i << 2), f16x4Exact(vScale + (<usize>i << 1)));
     v128.store(SCR_VM + (<usize>i << 2), f16x4Exact(vMin + (<usize>i << 1)));
   }
+  // max scale per group, then scales normalized to [0, 32767]
+  for (let g = 0; g < ng; g++) {
+    let m: f32 = 0;
+    for (let t = 0; t < cnt; t++) m = max<f32>(m, load<f32>(SCR_VS + (<usize>(t * ng + g) << 2)));
+    store<f32>(SCR_SMAX + (<usize>g << 2), m);
+    const f: f32 = m > 0 ? FIXED_ONE / m : 0;
+    for (let t = 0; t < cnt; t++) {
+      const p = SCR_VS + (<usize>(t * ng + g) << 2);
+      store<f32>(p, load<f32>(p) * f);
+    }
+  }
   const sStride = <usize>Gp << 2;
   const pairs = (cnt + 1) >> 1;
-  for (let g = 0; g < ng; g++) {
-    for (let hb = 0; hb < Gp; hb += 4) {
-      const col = SCR_S + (<usize>hb << 2);
-      let mx = f32x4.splat(0), bias = f32x4.splat(0);
-      for (let t = 0; t < cnt; t++) {
-        const p = v128.load(col + <usize>t * sStride);
-        const gi = <usize>(t * ng + g) << 2;
-        mx = f32x4.max(mx, f32x4.mul(p, v128.load32_splat(SCR_VS + gi)));
-        bias = f32x4.add(bias, f32x4.mul(p, v128.load32_splat(SCR_VM + gi)));
+  if (cnt & 1) {
+    // odd count: the last pair's second token gets weight 0
+    for (let hb = 0; hb < Gp; hb += 4) v128.store(SCR_S + <usize>cnt * sStride + (<usize>hb << 2), f32x4.splat(0));
+    for (let g = 0; g < ng; g++) {
+      store<f32>(SCR_VS + (<usize>(cnt * ng + g) << 2), 0);
+      store<f32>(SCR_VM + (<usize>(cnt * ng + g) << 2), 0);
+    }
+  }
+  const gStride = <usize>ng << 2;
+  for (let hb = 0; hb < Gp; hb += 4) {
+    const col = SCR_S + (<usize>hb << 2);
+    const pmax = v128.load(SCR_PMAX + (<usize>hb << 2));
+    const invp = v128.and(f32x4.div(f32x4.splat(1), pmax), f32x4.gt(pmax, f32x4.splat(0)));
+    for (let g = 0; g < ng; g++) {
+      let bias = f32x4.splat(0);
+      const wrow = SCR_W + (<usize>(g * (PAGE_TOKENS / 2) * Gp + hb) << 2);
+      let vs = SCR_VS + (<usize>g << 2), vm = SCR_VM + (<usize>g << 2);
+      let sp = col;
+      for (let tp = 0; tp < pairs; tp++) {
+        const p0 = v128.load(sp), p1 = v128.load(sp + sStride);
+        const i0 = roundToInt(f32x4.mul(f32x4.mul(p0, invp), v128.load32_splat(vs)));
+        const i1 = roundToInt(f32x4.mul(f32x4.mul(p1, invp), v128.load32_splat(vs + gStride)));
+        v128.store(wrow + <usize>tp * sStride, v128.shuffle<i16>(i0, i1, 0, 8, 2, 10, 4, 12, 6, 14));
+        bias = f32x4.add(bias, f32x4.add(f32x4.mul(p0, v128.load32_splat(vm)), f32x4.mul(p1, v128.load32_splat(vm + gStride))));
+        sp += 2 * sStride; vs += 2 * gStride; vm += 2 * gStride;
       }
       const gh = <usize>(g * Gp + hb) << 2;
       v128.store(SCR_B + gh, bias);
-      v128.store(SCR_WF + gh, f32x4.div(mx, f32x4.splat(FIXED_ONE)));
-      const pos = f32x4.gt(mx, f32x4.splat(0));
-      const inv = v128.and(f32x4.div(f32x4.splat(FIXED_ONE), mx), pos);
-      const wrow = SCR_W + (<usize>(g * (PAGE_TOKENS / 2) * Gp + hb) << 2);
-      for (let tp = 0; tp < pairs; tp++) {
-        const t = tp << 1;
-        const p0 = v128.load(col + <usize>t * sStride);
-        const w0 = f32x4.mul(f32x4.mul(p0, v128.load32_splat(SCR_VS + (<usize>(t * ng + g) << 2))), inv);
-        let w1 = f32x4.splat(0);
-        if (t + 1 < cnt) {
-          const p1 = v128.load(col + <usize>(t + 1) * sStride);
-          w1 = f32x4.mul(f32x4.mul(p1, v128.load32_splat(SCR_VS + (<usize>((t + 1) * ng + g) << 2))), inv);
-        }
-        const i0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(w0));
-        const i1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(w1));
-        v128.store(wrow + <usize>tp * sStride, v128.shuffle<i16>(i0, i1, 0, 8, 2, 10, 4, 12, 6, 14));
-      }
+      v128.store(SCR_WF + gh, f32x4.mul(pmax, f32x4.splat(load<f32>(SCR_SMAX + (<usize>g << 2)) / FIXED_ONE)));
     }
   }
 }
 
-/** Interleave two tokens' 16 codes and widen: four i16x8 of (code_t, code_t+1) pairs for channels 0-3, 4-7, 8-11, 12-15. */
+/** Two tokens' 8 codes interleaved: bytes (code_t[c], code_t+1[c]) for c = 0..7. */
 // @ts-ignore: decorator
-@inline function interleaveLo(c0: v128, c1: v128): v128 {
-  return v128.shuffle<u8>(c0, c1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-}
-// @ts-ignore: decorator
-@inline function interleaveHi(c0: v128, c1: v128): v128 {
-  return v128.shuffle<u8>(c0, c1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+@inline function interleave8(r0: usize, r1: usize): v128 {
+  return v128.shuffle<u8>(v128.load64_zero(r0), v128.load64_zero(r1), 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 }
 
-/** acc[h0, h0+1][ch..ch+15] += decoded fixed-point sums of one 16-channel chunk over the page. */
+/**
+ * 4 heads x 8 channels of one plane, fixed point, over the page's token pairs:
+ * acc[hb+i][ch..ch+7] += unit[i] * sum_t w[t][i] * code_t. `bits` and `k` literals.
+ */
 // @ts-ignore: decorator
-@inline function valuesFixed2x16(codes: usize, R: i32, j: i32, shift: i32, mask: v128, whole: bool, pairs: i32, wcol: usize, wStride: usize, two: bool, accA: usize, accB: usize, unitA: f32, unitB: f32): void {
-  let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
-  let b0 = i32x4.splat(0), b1 = i32x4.splat(0), b2 = i32x4.splat(0), b3 = i32x4.splat(0);
+@inline function valuesFixed4x8<B, K>(codes: usize, R: i32, j: i32, pairs: i32, wcol: usize, wStride: usize, acc: usize, aStride: usize, unitPtr: usize): void {
+  const bits: i32 = bitsOf<B>(), k: i32 = planeIndexOf<K>();
+  let a0l = i32x4.splat(0), a0h = i32x4.splat(0), a1l = i32x4.splat(0), a1h = i32x4.splat(0);
+  let a2l = i32x4.splat(0), a2h = i32x4.splat(0), a3l = i32x4.splat(0), a3h = i32x4.splat(0);
   const Rs = <usize>R;
   let r = codes + <usize>j;
+  let wp = wcol;
   for (let tp = 0; tp < pairs; tp++) {
-    const c0 = plane(v128.load(r), shift, mask, whole), c1 = plane(v128.load(r + Rs), shift, mask, whole);
+    const c = planeOf(interleave8(r, r + Rs), k, bits);
     r += 2 * Rs;
-    const il = interleaveLo(c0, c1), ih = interleaveHi(c0, c1);
-    const e0 = i16x8.extend_low_i8x16_u(il), e1 = i16x8.extend_high_i8x16_u(il);
-    const e2 = i16x8.extend_low_i8x16_u(ih), e3 = i16x8.extend_high_i8x16_u(ih);
-    const wp = wcol + <usize>tp * wStride;
-    const wa = v128.load32_splat(wp);
-    a0 = i32x4.add(a0, i32x4.dot_i16x8_s(e0, wa));
-    a1 = i32x4.add(a1, i32x4.dot_i16x8_s(e1, wa));
-    a2 = i32x4.add(a2, i32x4.dot_i16x8_s(e2, wa));
-    a3 = i32x4.add(a3, i32x4.dot_i16x8_s(e3, wa));
-    if (two) {
-      const wb = v128.load32_splat(wp, 4);
-      b0 = i32x4.add(b0, i32x4.dot_i16x8_s(e0, wb));
-      b1 = i32x4.add(b1, i32x4.dot_i16x8_s(e1, wb));
-      b2 = i32x4.add(b2, i32x4.dot_i16x8_s(e2, wb));
-      b3 = i32x4.add(b3, i32x4.dot_i16x8_s(e3, wb));
+    const el = i16x8.extend_low_i8x16_u(c), eh = i16x8.extend_high_i8x16_u(c);
+    let w = v128.load32_splat(wp);
+    a0l = i32x4.add(a0l, i32x4.dot_i16x8_s(el, w)); a0h = i32x4.add(a0h, i32x4.dot_i16x8_s(eh, w));
+    w = v128.load32_splat(wp, 4);
+    a1l = i32x4.add(a1l, i32x4.dot_i16x8_s(el, w)); a1h = i32x4.add(a1h, i32x4.dot_i16x8_s(eh, w));
+    w = v128.load32_splat(wp, 8);
+    a2l = i32x4.add(a2l, i32x4.dot_i16x8_s(el, w)); a2h = i32x4.add(a2h, i32x4.dot_i16x8_s(eh, w));
+    w = v128.load32_splat(wp, 12);
+    a3l = i32x4.add(a3l, i32x4.dot_i16x8_s(el, w)); a3h = i32x4.add(a3h, i32x4.dot_i16x8_s(eh, w));
+    wp += wStride;
+  }
+  let u = v128.load32_splat(unitPtr);
+  v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(a0l), u)));
+  v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(a0h), u)), 16);
+  let a = acc + aStride;
+  u = v128.load32_splat(unitPtr, 4);
+  v128.store(a, f32x4.add(v128.load(a), f32x4.mul(f32x4.convert_i32x4_s(a1l), u)));
+  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.mul(f32x4.convert_i32x4_s(a1h), u)), 16);
+  a += aStride;
+  u = v128.load32_splat(unitPtr, 8);
+  v128.store(a, f32x4.add(v128.load(a), f32x4.mul(f32x4.convert_i32x4_s(a2l), u)));
+  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.mul(f32x4.convert_i32x4_s(a2h), u)), 16);
+  a += aStride;
+  u = v128.load32_splat(unitPtr, 12);
+  v128.store(a, f32x4.add(v128.load(a), f32x4.mul(f32x4.convert_i32x4_s(a3l), u)));
+  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.mul(f32x4.convert_i32x4_s(a3h), u)), 16);
+}
+
+/** 1 head x 8 channels of one plane, fixed point. */
+// @ts-ignore: decorator
+@inline function valuesFixed1x8<B, K>(codes: usize, R: i32, j: i32, pairs: i32, wcol: usize, wStride: usize, acc: usize, unit: f32): void {
+  const bits: i32 = bitsOf<B>(), k: i32 = planeIndexOf<K>();
+  let al = i32x4.splat(0), ah = i32x4.splat(0);
+  const Rs = <usize>R;
+  let r = codes + <usize>j;
+  let wp = wcol;
+  for (let tp = 0; tp < pairs; tp++) {
+    const c = planeOf(interleave8(r, r + Rs), k, bits);
+    r += 2 * Rs;
+    const w = v128.load32_splat(wp);
+    al = i32x4.add(al, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(c), w));
+    ah = i32x4.add(ah, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c), w));
+    wp += wStride;
+  }
+  const u = f32x4.splat(unit);
+  v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(al), u)));
+  v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(ah), u)), 16);
+}
+
+/** All 8-channel chunks of plane k. */
+// @ts-ignore: decorator
+function valuesFixedPlane<B, K>(codes: usize, R: i32, pairs: i32, d: i32, vg: i32, G: i32, Gp: i32, acc0: usize): void {
+  const k: i32 = planeIndexOf<K>();
+  const wStride = <usize>Gp << 2;
+  const aStride = <usize>d << 2;
+  for (let j = 0; j < R; j += 8) {
+    const ch = j + k * R;
+    const g = ch / vg;
+    const wcol = SCR_W + (<usize>(g * (PAGE_TOKENS / 2) * Gp) << 2);
+    const units = SCR_WF + (<usize>(g * Gp) << 2);
+    let h = 0;
+    for (; h + 4 <= G; h += 4) {
+      valuesFixed4x8<B, K>(codes, R, j, pairs, wcol + (<usize>h << 2), wStride, acc0 + (<usize>(h * d + ch) << 2), aStride, units + (<usize>h << 2));
+    }
+    for (; h < G; h++) {
+      valuesFixed1x8<B, K>(codes, R, j, pairs, wcol + (<usize>h << 2), wStride, acc0 + (<usize>(h * d + ch) << 2), load<f32>(units + (<usize>h << 2)));
     }
   }
-  const ua = f32x4.splat(unitA);
-  v128.store(accA, f32x4.add(v128.load(accA), f32x4.mul(f32x4.convert_i32x4_s(a0), ua)));
-  v128.store(accA, f32x4.add(v128.load(accA, 16), f32x4.mul(f32x4.convert_i32x4_s(a1), ua)), 16);
-  v128.store(accA, f32x4.add(v128.load(accA, 32), f32x4.mul(f32x4.convert_i32x4_s(a2), ua)), 32);
-  v128.store(accA, f32x4.add(v128.load(accA, 48), f32x4.mul(f32x4.convert_i32x4_s(a3), ua)), 48);
-  if (two) {
-    const ub = f32x4.splat(unitB);
-    v128.store(accB, f32x4.add(v128.load(accB), f32x4.mul(f32x4.convert_i32x4_s(b0), ub)));
-    v128.store(accB, f32x4.add(v128.load(accB, 16), f32x4.mul(f32x4.convert_i32x4_s(b1), ub)), 16);
-    v128.store(accB, f32x4.add(v128.load(accB, 32), f32x4.mul(f32x4.convert_i32x4_s(b2), ub)), 32);
-    v128.store(accB, f32x4.add(v128.load(accB, 48), f32x4.mul(f32x4.convert_i32x4_s(b3), ub)), 48);
-  }
+}
+
+/** Whether a page's values take the fixed-point path: 8-byte chunks that never straddle a value group. */
+// @ts-ignore: decorator
+@inline function fixedValuesOk(d: i32, vg: i32, bits: i32): bool {
+  return (rowBytes(d, bits) & 7) == 0 && (vg & 7) == 0;
 }
 
 function pageValuesFixedSimd(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G: i32, Gp: i32, state: usize): void {
   prepareValuesFixed(page, cnt, d, vg, bits, G, Gp);
-  const R = rowBytes(d, bits), P = 8 / bits, ng = d / vg;
+  const R = rowBytes(d, bits), ng = d / vg;
   const codes = page + vCodesOff(d, bits, vg);
-  const mask = i8x16.splat(<i8>codeMask(bits));
-  const whole = bits == 8;
   const pairs = (cnt + 1) >> 1;
-  const wStride = <usize>Gp << 2;
   const acc0 = state + (<usize>(2 * G) << 2);
   // biases: acc[h][c] += B[g(c)][h]
   for (let h = 0; h < G; h++) {
@@ -672,44 +773,16 @@ function pageValuesFixedSimd(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, 
       for (let c = g * vg; c < (g + 1) * vg; c += 4) v128.store(a + (<usize>c << 2), f32x4.add(v128.load(a + (<usize>c << 2)), b));
     }
   }
-  for (let p = 0; p < P; p++) {
-    let j = 0;
-    for (; j + CHUNK <= R; j += CHUNK) {
-      const ch = j + p * R;
-      const g = ch / vg;
-      const wcol = SCR_W + (<usize>(g * (PAGE_TOKENS / 2) * Gp) << 2);
-      let h = 0;
-      for (; h + 2 <= G; h += 2) {
-        const accA = acc0 + (<usize>(h * d + ch) << 2), accB = acc0 + (<usize>((h + 1) * d + ch) << 2);
-        const uA = load<f32>(SCR_WF + (<usize>(g * Gp + h) << 2)), uB = load<f32>(SCR_WF + (<usize>(g * Gp + h + 1) << 2));
-        if (whole) valuesFixed2x16(codes, R, j, 0, mask, true, pairs, wcol + (<usize>h << 2), wStride, true, accA, accB, uA, uB);
-        else valuesFixed2x16(codes, R, j, p * bits, mask, false, pairs, wcol + (<usize>h << 2), wStride, true, accA, accB, uA, uB);
-      }
-      if (h < G) {
-        const accA = acc0 + (<usize>(h * d + ch) << 2);
-        const uA = load<f32>(SCR_WF + (<usize>(g * Gp + h) << 2));
-        if (whole) valuesFixed2x16(codes, R, j, 0, mask, true, pairs, wcol + (<usize>h << 2), wStride, false, accA, 0, uA, 0);
-        else valuesFixed2x16(codes, R, j, p * bits, mask, false, pairs, wcol + (<usize>h << 2), wStride, false, accA, 0, uA, 0);
-      }
-    }
-    // tail bytes: float, directly from p and the decoded scales
-    if (j < R) {
-      const sStride = <usize>Gp << 2;
-      const cmask = (1 << bits) - 1;
-      for (let h = 0; h < G; h++) {
-        const a = acc0 + (<usize>(h * d) << 2);
-        for (let t = 0; t < cnt; t++) {
-          const pt = load<f32>(SCR_S + <usize>t * sStride + (<usize>h << 2));
-          const row = codes + <usize>(t * R);
-          for (let jj = j; jj < R; jj++) {
-            const c = jj + p * R;
-            const code = (<i32>load<u8>(row + <usize>jj) >> (p * bits)) & cmask;
-            const ap = a + (<usize>c << 2);
-            store<f32>(ap, load<f32>(ap) + pt * load<f32>(SCR_VS + (<usize>(t * ng + c / vg) << 2)) * <f32>code);
-          }
-        }
-      }
-    }
+  if (bits == 8) {
+    valuesFixedPlane<Bits8, Plane0>(codes, R, pairs, d, vg, G, Gp, acc0);
+  } else if (bits == 4) {
+    valuesFixedPlane<Bits4, Plane0>(codes, R, pairs, d, vg, G, Gp, acc0);
+    valuesFixedPlane<Bits4, Plane1>(codes, R, pairs, d, vg, G, Gp, acc0);
+  } else {
+    valuesFixedPlane<Bits2, Plane0>(codes, R, pairs, d, vg, G, Gp, acc0);
+    valuesFixedPlane<Bits2, Plane1>(codes, R, pairs, d, vg, G, Gp, acc0);
+    valuesFixedPlane<Bits2, Plane2>(codes, R, pairs, d, vg, G, Gp, acc0);
+    valuesFixedPlane<Bits2, Plane3>(codes, R, pairs, d, vg, G, Gp, acc0);
   }
 }
 
@@ -877,8 +950,19 @@ export function attendPages(table: usize, nPages: i32, format: i32, d: i32, vg: 
     else simd = false;
   }
   const bits = packed ? formatBits(format) : 0;
-  const fixedValues = simd && packed && vg % 16 == 0;
+  const fixedValues = simd && packed && fixedValuesOk(d, vg, bits);
   for (let i = 0; i < G * d; i++) store<f32>(SCR_Q + (<usize>i << 2), load<f32>(q + (<usize>i << 2)) * qmul);
+  if (ASC_FEATURE_SIMD && simd && packed) {
+    // fixed-point keys: q normalized to +-32767 once per call
+    for (let h = 0; h < G; h++) {
+      const qh = SCR_Q + (<usize>(h * d) << 2);
+      let m: f32 = 0;
+      for (let c = 0; c < d; c++) m = max<f32>(m, abs<f32>(load<f32>(qh + (<usize>c << 2))));
+      store<f32>(SCR_QAMAX + (<usize>h << 2), m);
+      const f: f32 = m > 0 ? FIXED_ONE / m : 0;
+      for (let c = 0; c < d; c++) store<f32>(SCR_QN + (<usize>(h * d + c) << 2), load<f32>(qh + (<usize>c << 2)) * f);
+    }
+  }
   let e0 = 0;
   for (let i = 0; i < nPages; i++) {
     const page = <usize>load<i32>(table + (<usize>i << 3));

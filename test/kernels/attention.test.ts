@@ -146,8 +146,8 @@ function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /**
  * Per-logit tolerance of the kernels against the float64 reference on the stored values:
  * f32 rounding (a few ulps of the sum of |terms|), plus, for packed pages, the bound of
- * the 16-bit fixed-point query (FIXED_POINT_BITS): half a unit per code,
- * unit = max_c |scale q_c kScale_c| / 32767, times sum_c code_tc.
+ * the 16-bit fixed-point query (FIXED_POINT_ONE): half a unit per code,
+ * unit = max_c |scale q_c| * max_c kScale_c / 32767, times sum_c code_tc.
  */
 function logitTolerance(format: Format, d: number, vg: number, pages: Uint8Array[], counts: number[], q: Float32Array, G: number, scale: number): Float64Array {
   const { k, logW, n } = refAttn.concatPages(format, d, vg, pages, counts);
@@ -162,8 +162,10 @@ function logitTolerance(format: Format, d: number, vg: number, pages: Uint8Array
       for (let c = 0; c < d; c++) { ks[c] = halfToFloat(dv.getUint16(o.kScale + 2 * c, true)); km[c] = halfToFloat(dv.getUint16(o.kMin + 2 * c, true)); }
     }
     for (let h = 0; h < G; h++) {
-      let unit = 0;
-      if (packed) for (let c = 0; c < d; c++) unit = Math.max(unit, Math.abs(scale * q[h * d + c] * ks[c]) / FIXED_POINT_ONE);
+      // the kernel's unit: max_c |scale q_c| * max_c kScale_c / 32767 (a bound on max_c |scale q_c kScale_c|)
+      let qa = 0, ksMax = 0;
+      if (packed) for (let c = 0; c < d; c++) { qa = Math.max(qa, Math.abs(scale * q[h * d + c])); ksMax = Math.max(ksMax, ks[c]); }
+      const unit = (qa * ksMax) / FIXED_POINT_ONE;
       for (let t = 0; t < counts[pg]; t++) {
         const i = e + t;
         let terms = Math.abs(logW[i]) + 1, codes = 0;
