@@ -454,72 +454,28 @@ export class KVCache {
     }
   }
 
-  /** Execute a plan on a lane: log-weights, per-entry state, middle compaction, tail rebuild. */
+  /**
+   * Execute a plan on a lane. Order matters for failure safety: the only step that
+   * needs new pages before anything changes is the tail rebuild, so it runs first (an
+   * E_OOM there leaves the lane untouched); log-weights, state and the in-place middle
+   * compaction allocate nothing; merging middle pages allocates each run's new pages
+   * before freeing the old ones, so an E_OOM there leaves a valid lane that merely holds
+   * more pages than its allowance.
+   */
   private execute(lane: Lane, plan: Plan, s: number, w: number, E: number): void {
     const store = this.store;
     const mid = lane.mid, tail = lane.tail;
     const m = mid.entries;
     const n = lane.tokens;
+    const r = E - m; // residual: evictable entries in the tail
     const keepMask = new Uint8Array(E);
     for (const i of plan.keep) keepMask[i] = 1;
 
-    // 1. Log-weights of kept entries (written into their pages, no re-packing).
-    if (plan.logWeightAdd) {
-      const add = plan.logWeightAdd;
-      let page = 0, pageStart = 0;
-      let tpage = 0, tStart = 0;
-      for (let j = 0; j < plan.keep.length; j++) {
-        if (add[j] === 0) continue;
-        const i = plan.keep[j];
-        if (i < m) {
-          while (i >= pageStart + mid.counts[page]) { pageStart += mid.counts[page]; page++; }
-          store.addLogWeight(mid.ptrs[page], i - pageStart, add[j]);
-        } else {
-          const t = i - m;
-          while (t >= tStart + tail.counts[tpage]) { tStart += tail.counts[tpage]; tpage++; }
-          store.addLogWeight(tail.ptrs[tpage], t - tStart, add[j]);
-        }
-      }
-    }
-
-    // 2. Per-entry state: [sinks | kept | window].
-    const W = lane.stateWidth;
-    if (W > 0) {
-      const st = lane.state;
-      let dst = s * W;
-      for (let i = 0; i < E; i++) {
-        if (!keepMask[i]) continue;
-        const src = (s + i) * W;
-        if (src !== dst) st.copyWithin(dst, src, src + W);
-        dst += W;
-      }
-      st.copyWithin(dst, (n - w) * W, n * W);
-    }
-
-    // 3. Middle: compact each page in place (no re-quantization), free empty pages,
-    //    then merge runs of adjacent pages until the tier is dense in pages.
-    if (m > 0) {
-      const ptrs: number[] = [], counts: number[] = [];
-      let at = 0;
-      for (let p = 0; p < mid.pages; p++) {
-        const c = mid.counts[p];
-        const rows: number[] = [];
-        for (let r = 0; r < c; r++) if (keepMask[at + r]) rows.push(r);
-        at += c;
-        if (rows.length === 0) { store.free(mid.ptrs[p]); continue; }
-        if (rows.length < c) store.compactPage(mid.ptrs[p], mid.format, c, Int32Array.from(rows));
-        ptrs.push(mid.ptrs[p]); counts.push(rows.length);
-      }
-      mid.ptrs.length = 0; mid.ptrs.push(...ptrs);
-      mid.counts.length = 0; mid.counts.push(...counts);
-      mid.entries = counts.reduce((a, b) => a + b, 0);
-      this.densify(mid);
-    }
-
-    // 4. Tail: rebuild densely from the kept residual entries and the window (lossless: exact pages).
-    const r = E - m;
+    // 1. Tail: rebuild densely from the kept residual entries and the window (lossless:
+    //    exact pages). newTailIndex[t] = row of residual entry t in the rebuilt tail.
     let residualDropped = false;
     for (let t = 0; t < r; t++) if (!keepMask[m + t]) { residualDropped = true; break; }
+    let built: { ptrs: number[]; counts: number[] } | null = null;
     if (residualDropped) {
       const sources: RepackSource[] = [];
       let t0 = 0;
@@ -533,11 +489,66 @@ export class KVCache {
         t0 += c;
         sources.push({ ptr: tail.ptrs[p], format: tail.format, count: c, rows: Int32Array.from(rows) });
       }
-      const built = store.repack(sources, tail.format);
+      built = store.repack(sources, tail.format);
+    }
+
+    // 2. Log-weights of kept entries, written into their pages (no re-packing). Tail
+    //    pages are dense before and after the rebuild, so row t is page t >> 5, slot t & 31.
+    if (plan.logWeightAdd) {
+      const add = plan.logWeightAdd;
+      const tailPtrs = built ? built.ptrs : tail.ptrs;
+      let page = 0, pageStart = 0, keptResidual = 0;
+      for (let j = 0; j < plan.keep.length; j++) {
+        const i = plan.keep[j];
+        if (i < m) {
+          if (add[j] === 0) continue;
+          while (i >= pageStart + mid.counts[page]) { pageStart += mid.counts[page]; page++; }
+          store.addLogWeight(mid.ptrs[page], i - pageStart, add[j]);
+        } else {
+          const t = built ? keptResidual++ : i - m;
+          if (add[j] !== 0) store.addLogWeight(tailPtrs[Math.floor(t / PAGE_TOKENS)], t % PAGE_TOKENS, add[j]);
+        }
+      }
+    }
+    if (built) {
       store.clearTier(tail);
       tail.ptrs.push(...built.ptrs);
       tail.counts.push(...built.counts);
       tail.entries = built.counts.reduce((a, b) => a + b, 0);
+    }
+
+    // 3. Per-entry state: [sinks | kept | window].
+    const W = lane.stateWidth;
+    if (W > 0) {
+      const st = lane.state;
+      let dst = s * W;
+      for (let i = 0; i < E; i++) {
+        if (!keepMask[i]) continue;
+        const src = (s + i) * W;
+        if (src !== dst) st.copyWithin(dst, src, src + W);
+        dst += W;
+      }
+      st.copyWithin(dst, (n - w) * W, n * W);
+    }
+
+    // 4. Middle: compact each page in place (no re-quantization), free empty pages,
+    //    then merge runs of adjacent pages past the spare allowance.
+    if (m > 0) {
+      const ptrs: number[] = [], counts: number[] = [];
+      let at = 0;
+      for (let p = 0; p < mid.pages; p++) {
+        const c = mid.counts[p];
+        const rows: number[] = [];
+        for (let x = 0; x < c; x++) if (keepMask[at + x]) rows.push(x);
+        at += c;
+        if (rows.length === 0) { store.free(mid.ptrs[p]); continue; }
+        if (rows.length < c) store.compactPage(mid.ptrs[p], mid.format, c, Int32Array.from(rows));
+        ptrs.push(mid.ptrs[p]); counts.push(rows.length);
+      }
+      mid.ptrs.length = 0; mid.ptrs.push(...ptrs);
+      mid.counts.length = 0; mid.counts.push(...counts);
+      mid.entries = counts.reduce((a, b) => a + b, 0);
+      this.densify(mid);
     }
   }
 
