@@ -242,10 +242,22 @@ export class KVCache {
     for (const p of pool) this.store.free(p);
     this.nextPos[layer] = pos[T - 1] + 1;
 
+    // The entries are stored; compression and migration may still need pages. If
+    // memory runs out there, every lane stays valid (see execute / densify / migrate)
+    // and the next append retries; the caller learns it with E_OOM.
+    let oom: EdgeKVError | null = null;
     for (let h = 0; h < kvHeads; h++) {
       const lane = this.lane(layer, h);
-      if (this.policy.evicts && lane.tokens > lane.cap) this.compress(lane);
-      this.migrate(lane);
+      try {
+        if (this.policy.evicts && lane.tokens > lane.cap) this.compress(lane);
+        this.migrate(lane);
+      } catch (err) {
+        if (!(err instanceof EdgeKVError) || err.code !== 'E_OOM') throw err;
+        oom ??= err;
+      }
+    }
+    if (oom) {
+      throw new EdgeKVError('E_OOM', `append stored the entries of layer ${layer}, but compressing them ran out of memory (${oom.message}); the cache is valid but may be over its cap until a later append compresses it`, 'keys');
     }
   }
 

@@ -4,6 +4,8 @@ import type { KVCache } from '../../src/cache/cache.ts';
 import type { CacheOptions } from '../../src/cache/options.ts';
 import { PAGE_TOKENS, type Format } from '../../src/formats.ts';
 import { ERROR_BUDGETS } from '../../src/reference/quant.ts';
+import { loadCache } from '../../src/cache/snapshot.ts';
+import { EdgeKVError } from '../../src/errors.ts';
 import { catchErr, exactAttention, prng, randn, refAttend, relErr, testEngines } from './helpers.ts';
 
 const engines = await testEngines();
@@ -232,6 +234,39 @@ for (const { name, engine } of engines) {
       c.dispose();
     }
     assert.ok(errs.get('values')! < 0.9 * errs.get('false')!, `values rotated ${errs.get('values')} vs plain ${errs.get('false')}`);
+  });
+
+  t('running out of memory inside compression leaves every lane valid; later appends recover', () => {
+    const d = 16;
+    for (let failAt = 0; failAt < 6; failAt++) {
+      for (const precision of ['f16', 'int4'] as const) {
+        const rnd = prng(failAt);
+        const c = engine.createCache(geometry({ policy: 'uniform', budget: { tokens: 60 }, precision, windowTokens: 8, slack: 8 }));
+        c.append(0, randn(2 * 59 * d, rnd), randn(2 * 59 * d, rnd));
+        const alloc = c.store.alloc.bind(c.store);
+        let calls = 0;
+        c.store.alloc = (f) => {
+          if (calls++ === failAt) throw new EdgeKVError('E_OOM', 'test: no memory');
+          return alloc(f);
+        };
+        // 40 tokens: over the cap, compression must allocate (tail rebuild, merges, migration).
+        const err = (() => { try { c.append(0, randn(2 * 40 * d, rnd), randn(2 * 40 * d, rnd)); return null; } catch (e) { return e as EdgeKVError; } })();
+        c.store.alloc = alloc;
+        if (err) assert.is(err.code, 'E_OOM');
+        for (const lane of [c.lane(0, 0), c.lane(0, 1)]) {
+          const pos = c.store.readHeader(lane, 'pos');
+          for (let i = 1; i < pos.length; i++) assert.ok(pos[i] > pos[i - 1], `failAt ${failAt}: positions ascending`);
+          for (const tier of lane.tiers) assert.is(tier.entries, tier.counts.reduce((a, b) => a + b, 0));
+        }
+        const q = randn(6 * d, rnd);
+        assert.ok(relErr(c.attend(0, q), refAttend(c, 0, q).out) <= tolKernel(precision), `failAt ${failAt} ${precision}: attention over the stored entries`);
+        c.append(0, randn(2 * d, rnd), randn(2 * d, rnd));
+        assert.ok(c.lane(0, 0).tokens <= 60, 'the next append compresses');
+        const bytes = c.save();
+        assert.ok(loadCache(engine, bytes).save().length === bytes.length, 'still a valid snapshot');
+        c.dispose();
+      }
+    }
   });
 
   t('attend before any append is E_STATE; out and lse buffers are filled in place', () => {
