@@ -8,6 +8,11 @@
  * The complete evidence (perplexity, needles, all layers) is the eval harness's job.
  *
  *   node --import tsx bench/balancekv-realkv.ts [--tokens 2048] [--future 256] [--windows 5] [--layers 0,4,7]
+ *   node --import tsx bench/balancekv-realkv.ts --share [--tokens 2048]
+ *
+ * --share instead times the model's prefill of one prompt (exact attention) against one-shot
+ * BalanceKV compression (T = 2, wasm-simd) of every lane (layers x KV heads) of that prompt:
+ * the compression's share of prefill time (issue 5 target: <= 5%).
  *
  * Writes bench/results/balancekv-realkv.json and prints a markdown table.
  */
@@ -33,7 +38,7 @@ const VARIANTS: Array<{ name: string; walk: WalkOptions }> = [
 ];
 
 const { values: flags } = parseArgs({
-  options: { tokens: { type: 'string', default: '2048' }, future: { type: 'string', default: '256' }, windows: { type: 'string', default: '5' }, layers: { type: 'string', default: '0,4,7' }, model: { type: 'string' }, wasm: { type: 'string' } },
+  options: { tokens: { type: 'string', default: '2048' }, future: { type: 'string', default: '256' }, windows: { type: 'string', default: '5' }, layers: { type: 'string', default: '0,4,7' }, model: { type: 'string' }, wasm: { type: 'string' }, share: { type: 'boolean', default: false } },
 });
 
 async function main(): Promise<void> {
@@ -46,6 +51,33 @@ async function main(): Promise<void> {
   const text = readFileSync(`${dir}/val_shared.txt`, 'utf8');
   const ctx = { model, text, options: {} } as unknown as EvalContext;
   const c = model.config, d = c.headDim, G = c.qHeads / c.kvHeads, kvDim = c.kvHeads * d, qDim = c.qHeads * d;
+  if (flags.share) {
+    const n = Number(flags.tokens);
+    const ids = textWindow(ctx, 0, n);
+    const att = model.createExactAttention({ initialCapacity: n + 8 });
+    const t0 = performance.now();
+    model.forward(ids, att);
+    const prefillMs = performance.now() - t0;
+    att.dispose();
+    const cap = captureKV(model, ids, Array.from({ length: c.layers }, (_, i) => i));
+    const w = new WasmWalker(engine);
+    const mid = Int32Array.from({ length: n - SINKS - WINDOW }, (_, i) => SINKS + i);
+    const lanes: Array<{ keys: Float32Array; values: Float32Array; d: number }> = [];
+    for (let l = 0; l < c.layers; l++) for (let h = 0; h < c.kvHeads; h++) {
+      const keys = new Float32Array(n * d), values = new Float32Array(n * d);
+      for (let t = 0; t < n; t++) {
+        keys.set(cap.keys[l].subarray(t * kvDim + h * d, t * kvDim + h * d + d), t * d);
+        values.set(cap.values[l].subarray(t * kvDim + h * d, t * kvDim + h * d + d), t * d);
+      }
+      lanes.push({ keys, values, d });
+    }
+    compressOneShot(w, lanes[0], mid, { levels: 2 }); // warm-up
+    const t1 = performance.now();
+    for (const lane of lanes) compressOneShot(w, lane, mid, { levels: 2 });
+    const compressMs = performance.now() - t1;
+    console.log(JSON.stringify({ tokens: n, lanes: lanes.length, prefillMs, prefillTokensPerSec: n / (prefillMs / 1e3), compressMs, compressTokensPerSecPerLane: (lanes.length * mid.length) / (compressMs / 1e3), share: compressMs / prefillMs }));
+    return;
+  }
   const N = Number(flags.tokens), F = Number(flags.future), P = N - F, windows = Number(flags.windows);
   const layers = flags.layers.split(',').map(Number);
   const walker = new WasmWalker(engine);
