@@ -13,6 +13,7 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   'serve-demo': async () => (await import('./serve-demo.ts')).command,
   eval: async () => (await import('./eval.ts')).command,
   demo: async () => (await import('./demo.ts')).command,
+  'eval-report': async () => (await import('./eval-report.ts')).command,
   profile: async () => (await import('./profile.ts')).command,
 };
 

@@ -127,7 +127,7 @@ export function evalPpl(ctx: EvalContext): EvalRow[] {
   const rows: EvalRow[] = [];
   const prog = new Progress(o.seeds * (cfgs.length + 1), 'eval ppl', o.progress);
   const fullBytes = fullCacheBytes(model, N);
-  for (let seed = 0; seed < o.seeds; seed++) {
+  for (let seed = o.seedStart; seed < o.seedStart + o.seeds; seed++) {
     const ids = textWindow(ctx, seed, N);
     const ref = new Float32Array(M * V);
     let t0 = now();
@@ -188,7 +188,7 @@ export function evalNeedle(ctx: EvalContext): EvalRow[] {
   const prog = new Progress(o.contexts.length * o.seeds * o.depths.length * (cfgs.length + 1), 'eval needle', o.progress);
   for (const L of o.contexts) {
     const fullBytes = fullCacheBytes(model, L);
-    for (let seed = 0; seed < o.seeds; seed++) {
+    for (let seed = o.seedStart; seed < o.seedStart + o.seeds; seed++) {
       for (const depth of o.depths) {
         const rng = new SplitMix(seed * 31337 + Math.round(depth * 1000) + L);
         const needle = makeNeedle(rng);
@@ -291,7 +291,7 @@ export function evalAttnError(ctx: EvalContext): EvalRow[] {
   const rows: EvalRow[] = [];
   const prog = new Progress(o.seeds * layers.length * cfgs.length, 'eval attn-error', o.progress);
   const fullBytes = fullCacheBytes(model, P, 1);
-  for (let seed = 0; seed < o.seeds; seed++) {
+  for (let seed = o.seedStart; seed < o.seedStart + o.seeds; seed++) {
     const ids = textWindow(ctx, seed, N);
     const cap = captureKV(model, ids, layers);
     for (let li = 0; li < layers.length; li++) {

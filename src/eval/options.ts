@@ -19,6 +19,8 @@ export interface EvalOptions {
   precisions: Format[];
   tokens: number;
   seeds: number;
+  /** First seed (seeds are seedStart .. seedStart + seeds - 1); lets a sweep be split over processes. */
+  seedStart: number;
   json: boolean;
   out?: string;
   sinkTokens: number;
@@ -74,6 +76,7 @@ export const EVAL_HELP = `usage: edgekv eval --task ppl|needle|attn-error [flags
   --precisions f16     compressed-tier formats (f32,f16,int8,int4,int2; default f16)
   --tokens N           context length (default 2048)
   --seeds N            seeds (text windows / needles / samplers) (default 3)
+  --seed-start N       first seed (default 0; split a sweep over processes, merge with edgekv eval-report)
   --sink N --window N  exact sink and recent-window tokens (default 4, 64)
   --depths 0.1,0.5     needle depths (default 0.1,0.3,0.5,0.7,0.9)
   --contexts 2048,4000 needle context lengths (default --tokens)
@@ -96,7 +99,7 @@ export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
         help: { type: 'boolean', short: 'h' },
         model: { type: 'string' }, text: { type: 'string' }, task: { type: 'string' },
         policies: { type: 'string' }, ratios: { type: 'string' }, precisions: { type: 'string' },
-        tokens: { type: 'string' }, seeds: { type: 'string' }, json: { type: 'boolean' },
+        tokens: { type: 'string' }, seeds: { type: 'string' }, 'seed-start': { type: 'string' }, json: { type: 'boolean' },
         out: { type: 'string' }, sink: { type: 'string' }, window: { type: 'string' },
         depths: { type: 'string' }, contexts: { type: 'string' }, layers: { type: 'string' },
         future: { type: 'string' }, planner: { type: 'string' }, hadamard: { type: 'boolean' },
@@ -122,6 +125,7 @@ export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
     precisions: precisions as Format[],
     tokens,
     seeds: int(v.seeds, '--seeds', 1, 1000, 3),
+    seedStart: int(v['seed-start'], '--seed-start', 0, 1 << 20, 0),
     json: !!v.json,
     out: v.out,
     sinkTokens: int(v.sink, '--sink', 0, 1 << 16, 4),
