@@ -185,7 +185,7 @@ export function evalNeedle(ctx: EvalContext): EvalRow[] {
   const { model, options: o } = ctx;
   const cfgs = configs(o);
   const rows: EvalRow[] = [];
-  const prog = new Progress(o.contexts.length * o.seeds * o.depths.length * (cfgs.length + 1), 'eval needle', o.progress);
+  const prog = new Progress(o.contexts.length * o.seeds * o.depths.length * (cfgs.length + (o.noReference ? 0 : 1)), 'eval needle', o.progress);
   for (const L of o.contexts) {
     const fullBytes = fullCacheBytes(model, L);
     for (let seed = o.seedStart; seed < o.seedStart + o.seeds; seed++) {
@@ -211,7 +211,7 @@ export function evalNeedle(ctx: EvalContext): EvalRow[] {
           } finally { att.dispose(); }
           prog.tick(`${policy} ${precision} ${ratio} L=${L} d=${depth}`);
         };
-        run('exact', 'f32-exact', 1, () => model.createExactAttention({ initialCapacity: ids.length + 16 }));
+        if (!o.noReference) run('exact', 'f32-exact', 1, () => model.createExactAttention({ initialCapacity: ids.length + 16 }));
         for (const cfg of cfgs) run(cfg.policy, cfg.precision, cfg.ratio, () => cacheFor(ctx, cfg, fullBytes * cfg.ratio, seed) as never);
       }
     }

@@ -38,6 +38,8 @@ export interface EvalOptions {
   planner: string;
   hadamard: boolean;
   progress: boolean;
+  /** needle: skip the exact-attention reference rows (when another process of a split sweep runs them). */
+  noReference: boolean;
   title?: string;
 }
 
@@ -87,6 +89,7 @@ export const EVAL_HELP = `usage: edgekv eval --task ppl|needle|attn-error [flags
   --out FILE.json      also write JSON (+ .svg plots and .md table beside it)
   --title S            plot title
   --json               one JSON document on stdout
+  --no-reference       needle: skip the exact-attention rows (split sweeps)
   --no-progress        no progress output on stderr`;
 
 export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
@@ -103,7 +106,7 @@ export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
         out: { type: 'string' }, sink: { type: 'string' }, window: { type: 'string' },
         depths: { type: 'string' }, contexts: { type: 'string' }, layers: { type: 'string' },
         future: { type: 'string' }, planner: { type: 'string' }, hadamard: { type: 'boolean' },
-        'no-progress': { type: 'boolean' }, title: { type: 'string' }, 'eval-from': { type: 'string' },
+        'no-progress': { type: 'boolean' }, 'no-reference': { type: 'boolean' }, title: { type: 'string' }, 'eval-from': { type: 'string' },
       },
     });
   } catch (e) {
@@ -138,6 +141,7 @@ export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
     planner: v.planner ?? 'uniform',
     hadamard: !!v.hadamard,
     progress: !v['no-progress'],
+    noReference: !!v['no-reference'],
     title: v.title,
   };
 }
