@@ -58,6 +58,7 @@ const F16_FOLD_LIMIT: f32 = 6.0e4;
 const SCR_S: usize = memory.data(PAGE_TOKENS * MAX_GROUP * 4);            // [t][Gp] logits, then p
 const SCR_Q: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 4);           // [Gp][d] q * scale (x 2^112 for f16)
 const SCR_QS: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 4);          // [Gp][d] q' * kScale (packed pages, scalar path)
+const SCR_QB: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 4);          // q' blocked: [Gp/4][d/4][4 heads][4 lanes] (SIMD float keys)
 const SCR_QN: usize = memory.data(MAX_GROUP * MAX_HEAD_DIM * 4);          // [Gp][d] q' / max|q'| * 32767 (packed pages, SIMD)
 const SCR_QAMAX: usize = memory.data(MAX_GROUP * 4);                      // [Gp] max_c |q'_c|
 const SCR_PMAX: usize = memory.data(MAX_GROUP * 4);                       // [Gp] max_t p of the current page
@@ -75,6 +76,10 @@ const SCR_W: usize = memory.data(MAX_FAST_VALUE_GROUPS * (PAGE_TOKENS / 2) * MAX
 const SCR_WF: usize = memory.data(MAX_VALUE_GROUPS * MAX_GROUP * 4);      // [g][Gp] fixed-point unit
 const SCR_B: usize = memory.data(MAX_VALUE_GROUPS * MAX_GROUP * 4);       // [g][Gp] sum_t p * vMin
 const SCR_CORR: usize = memory.data(16);                                  // one f32x4 of rescale factors
+
+/** 1.5 * 2^23: adding it leaves round-half-even(x) in the low mantissa bits (|x| < 2^22). */
+const ROUND_MAGIC: f32 = 12582912.0;
+const ROUND_MAGIC_BITS: i32 = 0x4b400000;
 
 // ---------------------------------------------------------------------------------
 // exp: Cephes-style range reduction and degree-6 polynomial (max error ~2 ulp on
@@ -97,7 +102,9 @@ const F32_MANT_BITS: i32 = 23;
 // @ts-ignore: decorator
 @inline export function expNeg(x: f32): f32 {
   if (!(x >= EXP_MIN_X)) return 0;
-  const n = nearest(x * EXP_LOG2E);
+  // n = round-half-even(x * log2 e) by the magic-number add; 2^n from the same bits
+  const y = x * EXP_LOG2E + ROUND_MAGIC;
+  const n = y - ROUND_MAGIC;
   const r = (x - n * EXP_C1) - n * EXP_C2;
   let p = EXP_P0 * r + EXP_P1;
   p = p * r + EXP_P2;
@@ -105,7 +112,7 @@ const F32_MANT_BITS: i32 = 23;
   p = p * r + EXP_P4;
   p = p * r + EXP_P5;
   p = p * (r * r) + r + <f32>1.0;
-  return p * reinterpret<f32>((<i32>n + F32_EXP_BIAS) << F32_MANT_BITS);
+  return p * reinterpret<f32>((reinterpret<i32>(y) - ROUND_MAGIC_BITS + F32_EXP_BIAS) << F32_MANT_BITS);
 }
 
 /** f32x4 exp, same operations as expNeg lane by lane. */
@@ -114,7 +121,8 @@ const F32_MANT_BITS: i32 = 23;
   const lo = f32x4.splat(EXP_MIN_X);
   const ok = f32x4.ge(x, lo);
   const xc = f32x4.max(x, lo);
-  const n = f32x4.nearest(f32x4.mul(xc, f32x4.splat(EXP_LOG2E)));
+  const y = f32x4.add(f32x4.mul(xc, f32x4.splat(EXP_LOG2E)), f32x4.splat(ROUND_MAGIC));
+  const n = f32x4.sub(y, f32x4.splat(ROUND_MAGIC));
   const r = f32x4.sub(f32x4.sub(xc, f32x4.mul(n, f32x4.splat(EXP_C1))), f32x4.mul(n, f32x4.splat(EXP_C2)));
   let p = f32x4.add(f32x4.mul(f32x4.splat(EXP_P0), r), f32x4.splat(EXP_P1));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(EXP_P2));
@@ -122,7 +130,7 @@ const F32_MANT_BITS: i32 = 23;
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(EXP_P4));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(EXP_P5));
   p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1));
-  const pow2 = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(F32_EXP_BIAS)), F32_MANT_BITS);
+  const pow2 = i32x4.shl(i32x4.sub(y, i32x4.splat(ROUND_MAGIC_BITS - F32_EXP_BIAS)), F32_MANT_BITS);
   return v128.and(f32x4.mul(p, pow2), ok);
 }
 
@@ -149,9 +157,6 @@ const F16_SHIFT: i32 = 13;
   return f32x4.mul(f16LoFolded(v128.load64_zero(p)), f32x4.splat(F16_TO_F32_SCALE));
 }
 
-/** 1.5 * 2^23: adding it leaves round-half-even(x) in the low mantissa bits (|x| < 2^22). */
-const ROUND_MAGIC: f32 = 12582912.0;
-const ROUND_MAGIC_BITS: i32 = 0x4b400000;
 /** Round each lane to the nearest integer (ties to even) as i32, for |x| < 2^22. */
 // @ts-ignore: decorator
 @inline function roundToInt(x: v128): v128 {
@@ -224,43 +229,45 @@ const ROUND_MAGIC_BITS: i32 = 0x4b400000;
   return v128.and(i32x4.shl(v128.load16x4_s(p), F16_SHIFT), i32x4.splat(F16_FOLD_MASK));
 }
 
-/** 4 heads x 2 tokens: S[t][hb..hb+3], S[t+1][hb..hb+3] (key rows read once for the 4 heads). */
+/**
+ * 4 heads x 2 tokens: S[t][hb..hb+3], S[t+1][hb..hb+3] (key rows read once for the 4 heads).
+ * qp: the head block in SCR_QB (blocked layout: per 4 channels, the 4 heads' f32x4 side by side).
+ */
 // @ts-ignore: decorator
-@inline function keysFloat4x2<T>(row0: usize, rowStride: usize, qb: usize, d: i32, logW: usize, s0: usize, sStride: usize): void {
+@inline function keysFloat4x2<T>(row0: usize, rowStride: usize, qp: usize, d: i32, logW: usize, s0: usize, sStride: usize): void {
   let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
   let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
-  const qStride = <usize>d << 2;
-  const row1 = row0 + rowStride;
-  for (let c = 0; c < d; c += 4) {
-    const kOff = <usize>c * sizeof<T>();
-    const k0 = row4<T>(row0 + kOff), k1 = row4<T>(row1 + kOff);
-    const qp = qb + (<usize>c << 2);
+  let k0p = row0, k1p = row0 + rowStride;
+  const qEnd = qp + (<usize>d << 4);
+  for (; qp < qEnd; qp += 64) {
+    const k0 = row4<T>(k0p), k1 = row4<T>(k1p);
+    k0p += 4 * sizeof<T>(); k1p += 4 * sizeof<T>();
     let qv = v128.load(qp);
     a00 = f32x4.add(a00, f32x4.mul(qv, k0)); a01 = f32x4.add(a01, f32x4.mul(qv, k1));
-    qv = v128.load(qp + qStride);
+    qv = v128.load(qp, 16);
     a10 = f32x4.add(a10, f32x4.mul(qv, k0)); a11 = f32x4.add(a11, f32x4.mul(qv, k1));
-    qv = v128.load(qp + 2 * qStride);
+    qv = v128.load(qp, 32);
     a20 = f32x4.add(a20, f32x4.mul(qv, k0)); a21 = f32x4.add(a21, f32x4.mul(qv, k1));
-    qv = v128.load(qp + 3 * qStride);
+    qv = v128.load(qp, 48);
     a30 = f32x4.add(a30, f32x4.mul(qv, k0)); a31 = f32x4.add(a31, f32x4.mul(qv, k1));
   }
   v128.store(s0, f32x4.add(hsum4(a00, a10, a20, a30), v128.load32_splat(logW)));
   v128.store(s0 + sStride, f32x4.add(hsum4(a01, a11, a21, a31), v128.load32_splat(logW, 4)));
 }
 
-/** 1 head x 4 tokens: S[t0..t0+3][h]. */
+/** 1 head x 4 tokens: S[t0..t0+3][h]. qp: this head's first vector in SCR_QB (stride 64 bytes per 4 channels). */
 // @ts-ignore: decorator
-@inline function keysFloat1x4<T>(row0: usize, rowStride: usize, qh: usize, d: i32, logW: usize, s0: usize, sStride: usize): void {
+@inline function keysFloat1x4<T>(row0: usize, rowStride: usize, qp: usize, d: i32, logW: usize, s0: usize, sStride: usize): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  const row1 = row0 + rowStride, row2 = row1 + rowStride, row3 = row2 + rowStride;
-  for (let c = 0; c < d; c += 8) {
-    const kOff = <usize>c * sizeof<T>();
-    const qp = qh + (<usize>c << 2);
-    const qa = v128.load(qp), qbv = v128.load(qp, 16);
-    a0 = f32x4.add(a0, f32x4.add(f32x4.mul(qa, rowLo<T>(row0 + kOff)), f32x4.mul(qbv, rowHi<T>(row0 + kOff))));
-    a1 = f32x4.add(a1, f32x4.add(f32x4.mul(qa, rowLo<T>(row1 + kOff)), f32x4.mul(qbv, rowHi<T>(row1 + kOff))));
-    a2 = f32x4.add(a2, f32x4.add(f32x4.mul(qa, rowLo<T>(row2 + kOff)), f32x4.mul(qbv, rowHi<T>(row2 + kOff))));
-    a3 = f32x4.add(a3, f32x4.add(f32x4.mul(qa, rowLo<T>(row3 + kOff)), f32x4.mul(qbv, rowHi<T>(row3 + kOff))));
+  let kp = row0;
+  const qEnd = qp + (<usize>d << 4);
+  for (; qp < qEnd; qp += 64) {
+    const qv = v128.load(qp);
+    a0 = f32x4.add(a0, f32x4.mul(qv, row4<T>(kp)));
+    a1 = f32x4.add(a1, f32x4.mul(qv, row4<T>(kp + rowStride)));
+    a2 = f32x4.add(a2, f32x4.mul(qv, row4<T>(kp + 2 * rowStride)));
+    a3 = f32x4.add(a3, f32x4.mul(qv, row4<T>(kp + 3 * rowStride)));
+    kp += 4 * sizeof<T>();
   }
   const s = f32x4.add(hsum4(a0, a1, a2, a3), v128.load(logW));
   v128.store32_lane(s0, s, 0);
@@ -275,13 +282,13 @@ function pageLogitsFloatSimd<T>(page: usize, cnt: i32, d: i32, G: i32, Gp: i32):
   const sStride = <usize>Gp << 2;
   let hb = 0;
   for (; hb + 4 <= G; hb += 4) {
-    const qb = SCR_Q + (<usize>(hb * d) << 2);
+    const qb = SCR_QB + (<usize>(hb * d) << 2);
     for (let t = 0; t < cnt; t += 2) {
       keysFloat4x2<T>(keys + <usize>t * rowStride, rowStride, qb, d, page + (<usize>t << 2), SCR_S + <usize>t * sStride + (<usize>hb << 2), sStride);
     }
   }
   for (; hb < G; hb++) {
-    const qh = SCR_Q + (<usize>(hb * d) << 2);
+    const qh = SCR_QB + (<usize>((hb & ~3) * d) << 2) + (<usize>(hb & 3) << 4);
     for (let t = 0; t < cnt; t += 4) {
       keysFloat1x4<T>(keys + <usize>t * rowStride, rowStride, qh, d, page + (<usize>t << 2), SCR_S + <usize>t * sStride + (<usize>hb << 2), sStride);
     }
@@ -310,12 +317,12 @@ function prepareKeysFixed(page: usize, d: i32, G: i32): void {
   for (let c = 0; c < d; c += 4) v128.store(SCR_KS + (<usize>c << 2), f32x4.mul(v128.load(SCR_KS + (<usize>c << 2)), ksInv));
   for (let h = 0; h < G; h++) {
     const qn = SCR_QN + (<usize>(h * d) << 2);
-    const qi = SCR_QI + (<usize>(h * d) << 1);
+    const qi = qiHead(h, d);
     let qm = f32x4.splat(0);
     for (let c = 0; c < d; c += 8) {
       const o = <usize>c << 2;
       const q0 = v128.load(qn + o), q1 = v128.load(qn + o, 16);
-      v128.store(qi + (<usize>c << 1), i16x8.narrow_i32x4_s(roundToInt(f32x4.mul(q0, v128.load(SCR_KS + o))), roundToInt(f32x4.mul(q1, v128.load(SCR_KS + o, 16)))));
+      v128.store(qi + (<usize>c << 3), i16x8.narrow_i32x4_s(roundToInt(f32x4.mul(q0, v128.load(SCR_KS + o))), roundToInt(f32x4.mul(q1, v128.load(SCR_KS + o, 16)))));
       qm = f32x4.add(qm, f32x4.add(f32x4.mul(q0, v128.load(SCR_KM + o)), f32x4.mul(q1, v128.load(SCR_KM + o, 16))));
     }
     const qa = load<f32>(SCR_QAMAX + (<usize>h << 2));
@@ -324,14 +331,28 @@ function prepareKeysFixed(page: usize, d: i32, G: i32): void {
   }
 }
 
-/** Integer dot of the tail bytes [j0, R) of one code row with the fixed-point query of head h. */
+/**
+ * SCR_QI is blocked: [Gp/4][d/8][4 heads][8 x i16], so the 4 heads' 8-channel vectors of a chunk sit
+ * side by side (constant offsets 0, 16, 32, 48; the next 8 channels at +64). Head h's first vector:
+ */
+// @ts-ignore: decorator
+@inline function qiHead(h: i32, d: i32): usize {
+  return SCR_QI + (<usize>((h & ~3) * d) << 1) + (<usize>(h & 3) << 4);
+}
+/** Address of channel c in a head's blocked fixed-point query (qi = qiHead(h, d)). */
+// @ts-ignore: decorator
+@inline function qiAt(qi: usize, c: i32): usize {
+  return qi + (<usize>(c >> 3) << 6) + (<usize>(c & 7) << 1);
+}
+
+/** Integer dot of the tail bytes [j0, R) of one code row with the fixed-point query of one head. */
 // @ts-ignore: decorator
 @inline function tailDotFixed(row: usize, j0: i32, R: i32, P: i32, bits: i32, qi: usize): i32 {
   const mask = (1 << bits) - 1;
   let s = 0;
   for (let j = j0; j < R; j++) {
     const b = <i32>load<u8>(row + <usize>j);
-    for (let p = 0; p < P; p++) s += ((b >> (p * bits)) & mask) * <i32>load<i16>(qi + (<usize>(j + p * R) << 1));
+    for (let p = 0; p < P; p++) s += ((b >> (p * bits)) & mask) * <i32>load<i16>(qiAt(qi, j + p * R));
   }
   return s;
 }
@@ -352,10 +373,10 @@ type Plane3 = u64;
 // @ts-ignore: decorator
 @inline function planeIndexOf<K>(): i32 { return sizeof<K>() == 1 ? 0 : sizeof<K>() == 2 ? 1 : sizeof<K>() == 4 ? 2 : 3; }
 
-/** sum over 16 channels of code * qi for one head: codes widened (cl, ch), query at qp (i16). */
+/** sum over 16 channels of code * qi for one head: codes widened (cl, ch), qi blocked at qp (+64: next 8). */
 // @ts-ignore: decorator
 @inline function qdot16(cl: v128, ch: v128, qp: usize): v128 {
-  return i32x4.add(i32x4.dot_i16x8_s(cl, v128.load(qp)), i32x4.dot_i16x8_s(ch, v128.load(qp, 16)));
+  return i32x4.add(i32x4.dot_i16x8_s(cl, v128.load(qp)), i32x4.dot_i16x8_s(ch, v128.load(qp, 64)));
 }
 
 /** Plane k of 16 packed bytes: bits [k*bits, (k+1)*bits) of each byte (i16 shift + mask). */
@@ -367,47 +388,50 @@ type Plane3 = u64;
   return v128.and(i16x8.shr_u(b, k * bits), m);
 }
 
-/** 4 heads x 1 token, fixed point: S[t][hb..hb+3]. `bits` must be a literal (planes unrolled). */
+/** 4 heads x 1 token, fixed point: S[t][hb..hb+3]. B selects the code width (planes unrolled). */
 // @ts-ignore: decorator
 @inline function keysFixed4x1<B>(row: usize, R: i32, hb: i32, d: i32, logW: usize, s: usize): void {
   const bits: i32 = bitsOf<B>();
   let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
-  const qs = <usize>d << 1;
-  const qb = SCR_QI + (<usize>(hb * d) << 1);
-  let j = 0;
-  for (; j + CHUNK <= R; j += CHUNK) {
-    const b = v128.load(row + <usize>j);
+  const qb = qiHead(hb, d);
+  const planeStride = <usize>R << 3; // bytes between plane k and k+1 in the blocked query
+  let qp = qb;
+  let rp = row;
+  const rEnd = row + <usize>(R & ~(CHUNK - 1));
+  for (; rp < rEnd; rp += CHUNK) {
+    const b = v128.load(rp);
     let c = planeOf(b, 0, bits);
     let cl = i16x8.extend_low_i8x16_u(c), ch = i16x8.extend_high_i8x16_u(c);
-    let qp = qb + (<usize>j << 1);
-    a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + qs));
-    a2 = i32x4.add(a2, qdot16(cl, ch, qp + 2 * qs)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 3 * qs));
+    a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + 16));
+    a2 = i32x4.add(a2, qdot16(cl, ch, qp + 32)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 48));
     if (bits <= 4) {
+      const q1 = qp + planeStride;
       c = planeOf(b, 1, bits);
       cl = i16x8.extend_low_i8x16_u(c); ch = i16x8.extend_high_i8x16_u(c);
-      qp = qb + (<usize>(j + R) << 1);
-      a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + qs));
-      a2 = i32x4.add(a2, qdot16(cl, ch, qp + 2 * qs)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 3 * qs));
+      a0 = i32x4.add(a0, qdot16(cl, ch, q1)); a1 = i32x4.add(a1, qdot16(cl, ch, q1 + 16));
+      a2 = i32x4.add(a2, qdot16(cl, ch, q1 + 32)); a3 = i32x4.add(a3, qdot16(cl, ch, q1 + 48));
     }
     if (bits == 2) {
+      const q2 = qp + 2 * planeStride;
       c = planeOf(b, 2, bits);
       cl = i16x8.extend_low_i8x16_u(c); ch = i16x8.extend_high_i8x16_u(c);
-      qp = qb + (<usize>(j + 2 * R) << 1);
-      a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + qs));
-      a2 = i32x4.add(a2, qdot16(cl, ch, qp + 2 * qs)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 3 * qs));
+      a0 = i32x4.add(a0, qdot16(cl, ch, q2)); a1 = i32x4.add(a1, qdot16(cl, ch, q2 + 16));
+      a2 = i32x4.add(a2, qdot16(cl, ch, q2 + 32)); a3 = i32x4.add(a3, qdot16(cl, ch, q2 + 48));
+      const q3 = qp + 3 * planeStride;
       c = planeOf(b, 3, bits);
       cl = i16x8.extend_low_i8x16_u(c); ch = i16x8.extend_high_i8x16_u(c);
-      qp = qb + (<usize>(j + 3 * R) << 1);
-      a0 = i32x4.add(a0, qdot16(cl, ch, qp)); a1 = i32x4.add(a1, qdot16(cl, ch, qp + qs));
-      a2 = i32x4.add(a2, qdot16(cl, ch, qp + 2 * qs)); a3 = i32x4.add(a3, qdot16(cl, ch, qp + 3 * qs));
+      a0 = i32x4.add(a0, qdot16(cl, ch, q3)); a1 = i32x4.add(a1, qdot16(cl, ch, q3 + 16));
+      a2 = i32x4.add(a2, qdot16(cl, ch, q3 + 32)); a3 = i32x4.add(a3, qdot16(cl, ch, q3 + 48));
     }
+    qp += 128;
   }
   let si = hsum4i(a0, a1, a2, a3);
+  const j = R & ~(CHUNK - 1);
   if (j < R) {
     const P = 8 / bits;
     si = i32x4.add(si, i32x4From(
-      tailDotFixed(row, j, R, P, bits, qb), tailDotFixed(row, j, R, P, bits, qb + qs),
-      tailDotFixed(row, j, R, P, bits, qb + 2 * qs), tailDotFixed(row, j, R, P, bits, qb + 3 * qs)));
+      tailDotFixed(row, j, R, P, bits, qb), tailDotFixed(row, j, R, P, bits, qb + 16),
+      tailDotFixed(row, j, R, P, bits, qb + 32), tailDotFixed(row, j, R, P, bits, qb + 48)));
   }
   const unit = v128.load(SCR_QF + (<usize>hb << 2));
   const bias = v128.load(SCR_QM + (<usize>hb << 2));
@@ -421,14 +445,14 @@ type Plane3 = u64;
   let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
   const Rs = <usize>R;
   const P = 8 / bits;
-  const qh = SCR_QI + (<usize>(h * d) << 1);
+  const qh = qiHead(h, d);
   let j = 0;
   for (; j + CHUNK <= R; j += CHUNK) {
     const r = row0 + <usize>j;
     const b0 = v128.load(r), b1 = v128.load(r + Rs), b2 = v128.load(r + 2 * Rs), b3 = v128.load(r + 3 * Rs);
     for (let k = 0; k < P; k++) {
-      const qp = qh + (<usize>(j + k * R) << 1);
-      const ql = v128.load(qp), qhh = v128.load(qp, 16);
+      const qp = qiAt(qh, j + k * R);
+      const ql = v128.load(qp), qhh = v128.load(qp, 64);
       const m = i8x16.splat(<i8>codeMask(bits));
       const sh = k * bits;
       const c0 = bits == 8 ? b0 : v128.and(i16x8.shr_u(b0, sh), m), c1 = bits == 8 ? b1 : v128.and(i16x8.shr_u(b1, sh), m);
@@ -616,16 +640,11 @@ function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G
     v128.store(SCR_VS + (<usize>i << 2), f16x4Exact(vScale + (<usize>i << 1)));
     v128.store(SCR_VM + (<usize>i << 2), f16x4Exact(vMin + (<usize>i << 1)));
   }
-  // max scale per group, then scales normalized to [0, 32767]
+  // max scale per group
   for (let g = 0; g < ng; g++) {
     let m: f32 = 0;
     for (let t = 0; t < cnt; t++) m = max<f32>(m, load<f32>(SCR_VS + (<usize>(t * ng + g) << 2)));
     store<f32>(SCR_SMAX + (<usize>g << 2), m);
-    const f: f32 = m > 0 ? FIXED_ONE / m : 0;
-    for (let t = 0; t < cnt; t++) {
-      const p = SCR_VS + (<usize>(t * ng + g) << 2);
-      store<f32>(p, load<f32>(p) * f);
-    }
   }
   const sStride = <usize>Gp << 2;
   const pairs = (cnt + 1) >> 1;
@@ -641,23 +660,26 @@ function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G
   for (let hb = 0; hb < Gp; hb += 4) {
     const col = SCR_S + (<usize>hb << 2);
     const pmax = v128.load(SCR_PMAX + (<usize>hb << 2));
-    const invp = v128.and(f32x4.div(f32x4.splat(1), pmax), f32x4.gt(pmax, f32x4.splat(0)));
+    const invp = v128.and(f32x4.div(f32x4.splat(FIXED_ONE), pmax), f32x4.gt(pmax, f32x4.splat(0)));
     for (let g = 0; g < ng; g++) {
+      const smax = load<f32>(SCR_SMAX + (<usize>g << 2));
+      // w = p * s * 32767 / (pmax * smax)
+      const f = f32x4.mul(invp, f32x4.splat(smax > 0 ? <f32>1.0 / smax : 0));
       let bias = f32x4.splat(0);
       const wrow = SCR_W + (<usize>(g * (PAGE_TOKENS / 2) * Gp + hb) << 2);
       let vs = SCR_VS + (<usize>g << 2), vm = SCR_VM + (<usize>g << 2);
       let sp = col;
       for (let tp = 0; tp < pairs; tp++) {
         const p0 = v128.load(sp), p1 = v128.load(sp + sStride);
-        const i0 = roundToInt(f32x4.mul(f32x4.mul(p0, invp), v128.load32_splat(vs)));
-        const i1 = roundToInt(f32x4.mul(f32x4.mul(p1, invp), v128.load32_splat(vs + gStride)));
+        const i0 = roundToInt(f32x4.mul(f32x4.mul(p0, f), v128.load32_splat(vs)));
+        const i1 = roundToInt(f32x4.mul(f32x4.mul(p1, f), v128.load32_splat(vs + gStride)));
         v128.store(wrow + <usize>tp * sStride, v128.shuffle<i16>(i0, i1, 0, 8, 2, 10, 4, 12, 6, 14));
         bias = f32x4.add(bias, f32x4.add(f32x4.mul(p0, v128.load32_splat(vm)), f32x4.mul(p1, v128.load32_splat(vm + gStride))));
         sp += 2 * sStride; vs += 2 * gStride; vm += 2 * gStride;
       }
       const gh = <usize>(g * Gp + hb) << 2;
       v128.store(SCR_B + gh, bias);
-      v128.store(SCR_WF + gh, f32x4.mul(pmax, f32x4.splat(load<f32>(SCR_SMAX + (<usize>g << 2)) / FIXED_ONE)));
+      v128.store(SCR_WF + gh, f32x4.mul(pmax, f32x4.splat(smax / FIXED_ONE)));
     }
   }
 }
@@ -952,6 +974,15 @@ export function attendPages(table: usize, nPages: i32, format: i32, d: i32, vg: 
   const bits = packed ? formatBits(format) : 0;
   const fixedValues = simd && packed && fixedValuesOk(d, vg, bits);
   for (let i = 0; i < G * d; i++) store<f32>(SCR_Q + (<usize>i << 2), load<f32>(q + (<usize>i << 2)) * qmul);
+  if (ASC_FEATURE_SIMD && simd && !packed) {
+    // blocked copy: for each block of 4 heads and each 4 channels, the 4 heads' vectors side by side
+    for (let h = 0; h < Gp; h++) {
+      const dst = SCR_QB + (<usize>((h & ~3) * d) << 2) + (<usize>(h & 3) << 4);
+      for (let c = 0; c < d; c += 4) {
+        v128.store(dst + (<usize>c << 4), h < G ? v128.load(SCR_Q + (<usize>(h * d + c) << 2)) : f32x4.splat(0));
+      }
+    }
+  }
   if (ASC_FEATURE_SIMD && simd && packed) {
     // fixed-point keys: q normalized to +-32767 once per call
     for (let h = 0; h < G; h++) {
