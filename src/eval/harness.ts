@@ -135,7 +135,7 @@ export function evalPpl(ctx: EvalContext): EvalRow[] {
     runFull(model, ids, (i, l) => {
       if (i >= from && i < N - 1) { ref.set(l, (i - from) * V); refNll += nll(l, 0, V, ids[i + 1]); }
     });
-    rows.push({ task: 'ppl', policy: 'exact', precision: 'f32-exact', ratio: 1, budgetBytes: fullBytes, usedBytes: fullCacheBytes(model, N) * 2, seed, tokens: N, ppl: Math.exp(refNll / M), kl: 0, top1: 1, seconds: (now() - t0) / 1000 });
+    if (!o.noReference) rows.push({ task: 'ppl', policy: 'exact', precision: 'f32-exact', ratio: 1, budgetBytes: fullBytes, usedBytes: fullCacheBytes(model, N) * 2, seed, tokens: N, ppl: Math.exp(refNll / M), kl: 0, top1: 1, seconds: (now() - t0) / 1000 });
     prog.tick(`seed ${seed} exact`);
     for (const cfg of cfgs) {
       t0 = now();

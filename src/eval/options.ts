@@ -89,7 +89,7 @@ export const EVAL_HELP = `usage: edgekv eval --task ppl|needle|attn-error [flags
   --out FILE.json      also write JSON (+ .svg plots and .md table beside it)
   --title S            plot title
   --json               one JSON document on stdout
-  --no-reference       needle: skip the exact-attention rows (split sweeps)
+  --no-reference       ppl/needle: no exact-attention rows in the output (split sweeps)
   --no-progress        no progress output on stderr`;
 
 export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
