@@ -405,6 +405,8 @@ export class KVCache {
       rng: this.rng,
       positions: () => this.store.readHeader(lane, 'pos') as Int32Array,
       keys: () => this.store.readRows(lane, 'k'),
+      values: () => this.store.readRows(lane, 'v'),
+      engine: this.engine,
       logWeights: () => this.store.readHeader(lane, 'logW') as Float32Array,
       windowQueries() { return self.windowQueries(lane); },
       attention: (q, rows) => this.attention(lane, q, rows),

@@ -20,6 +20,7 @@
  *   snapshots.
  */
 import type { Rng } from '../cache/rng.ts';
+import type { Engine } from '../engine.ts';
 
 /** Geometry shared by every lane of a cache. */
 export interface CacheGeometry {
@@ -52,6 +53,13 @@ export interface PolicyContext {
   keys(): Float32Array;
   /** Stored log-weights of all entries, `[tokens]`. */
   logWeights(): Float32Array;
+  /**
+   * Stored (dequantized, possibly Hadamard-rotated) values of all entries,
+   * `[tokens][headDim]`, like `keys()` (samplers that balance values: BalanceKV).
+   */
+  values?(): Float32Array;
+  /** The engine whose kernels the cache runs on (policies with WASM kernels of their own: BalanceKV's walk). */
+  readonly engine?: Engine;
   /**
    * The recent queries of this lane's GQA group (policies with `needs.queryWindow`),
    * `[count][groupSize][headDim]` in storage basis, oldest first; count may be 0.
