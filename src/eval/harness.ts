@@ -72,12 +72,29 @@ export function configs(o: EvalOptions): Config[] {
   return out;
 }
 
+/**
+ * A policy named on the command line, with options: `name` or `name:key=value:key=value`
+ * (e.g. `balancekv:gamma=0:temp=0.1`); values are numbers, true/false, or strings.
+ */
+export function policySpec(s: string): string | ({ name: string } & Record<string, unknown>) {
+  const [name, ...opts] = s.split(':');
+  if (opts.length === 0) return s;
+  const spec: { name: string } & Record<string, unknown> = { name };
+  for (const kv of opts) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new EdgeKVError('E_ARG', `--policies ${s}: option ${JSON.stringify(kv)} is not key=value (write name:key=value:key=value)`, '--policies');
+    const k = kv.slice(0, eq), v = kv.slice(eq + 1);
+    spec[k] = v === 'true' ? true : v === 'false' ? false : v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+  }
+  return spec;
+}
+
 /** A cache for one configuration (1 layer for attn-error, all layers otherwise). */
 export function cacheFor(ctx: EvalContext, cfg: Config, budgetBytes: number, seed: number, layers = ctx.model.config.layers) {
   const c = ctx.model.config, o = ctx.options;
   return createCache(ctx.engine, {
     layers, qHeads: c.qHeads, kvHeads: c.kvHeads, headDim: c.headDim,
-    ...(cfg.policy === 'full' ? { policy: 'full' } : { policy: cfg.policy, budget: { bytes: Math.floor(budgetBytes) } }),
+    ...(cfg.policy === 'full' ? { policy: 'full' } : { policy: policySpec(cfg.policy), budget: { bytes: Math.floor(budgetBytes) } }),
     precision: cfg.precision,
     sinkTokens: o.sinkTokens,
     windowTokens: o.windowTokens,

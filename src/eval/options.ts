@@ -74,6 +74,7 @@ export const EVAL_HELP = `usage: edgekv eval --task ppl|needle|attn-error [flags
   --text FILE          text (default DIR/val_shared.txt)
   --task T             ppl | needle | attn-error
   --policies a,b       policies (compositions as base+stage), default full,streaming-llm,h2o,snapkv,tova,knorm,uniform
+                       options as name:key=value:key=value (e.g. balancekv:gamma=0:temp=0.1)
   --ratios 0.5,0.25    budgets as fractions of the full f16 cache's bytes (default 1/2,1/4,1/8,1/16)
   --precisions f16     compressed-tier formats (f32,f16,int8,int4,int2; default f16)
   --tokens N           context length (default 2048)

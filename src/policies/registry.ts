@@ -6,6 +6,7 @@
  * Unknown names and options are rejected with an `E_ARG` error listing what exists.
  */
 import { EdgeKVError, fmt } from '../errors.ts';
+import { balancekvPolicy } from './balancekv.ts';
 import { fullPolicy } from './full.ts';
 import { h2oPolicy } from './h2o.ts';
 import { knormPolicy } from './knorm.ts';
@@ -40,7 +41,7 @@ export function stageNames(): string[] { return [...stages.keys()]; }
 /** A registered policy's factory (undefined when unknown). */
 export function getPolicy(name: string): PolicyFactory | undefined { return policies.get(name); }
 
-for (const f of [fullPolicy, streamingLlmPolicy, h2oPolicy, snapkvPolicy, tovaPolicy, knormPolicy, uniformPolicy]) registerPolicy(f);
+for (const f of [fullPolicy, streamingLlmPolicy, h2oPolicy, snapkvPolicy, tovaPolicy, knormPolicy, uniformPolicy, balancekvPolicy]) registerPolicy(f);
 registerStage(kvcrushStage);
 
 /** A policy by name, or by name plus options. */
