@@ -577,15 +577,41 @@ function pageSoftmax(cnt: i32, G: i32, Gp: i32, d: i32, state: usize): void {
   let y0 = v128.load(acc + aStride), y1 = v128.load(acc + aStride, 16);
   let z0 = v128.load(acc + 2 * aStride), z1 = v128.load(acc + 2 * aStride, 16);
   let w0 = v128.load(acc + 3 * aStride), w1 = v128.load(acc + 3 * aStride, 16);
-  for (let t = 0; t < cnt; t++) {
-    const vp = vrow0 + <usize>t * rowStride;
+  let t = 0;
+  let vp = vrow0, pp = pcol;
+  if (sizeof<T>() == 2) {
+    // f16: two tokens per iteration (measured faster; for f32 the single-token loop is)
+    for (; t + 2 <= cnt; t += 2) {
+      let va = rowLo<T>(vp), vb = rowHi<T>(vp);
+      let p = v128.load32_splat(pp);
+      x0 = f32x4.add(x0, f32x4.mul(p, va)); x1 = f32x4.add(x1, f32x4.mul(p, vb));
+      p = v128.load32_splat(pp, 4);
+      y0 = f32x4.add(y0, f32x4.mul(p, va)); y1 = f32x4.add(y1, f32x4.mul(p, vb));
+      p = v128.load32_splat(pp, 8);
+      z0 = f32x4.add(z0, f32x4.mul(p, va)); z1 = f32x4.add(z1, f32x4.mul(p, vb));
+      p = v128.load32_splat(pp, 12);
+      w0 = f32x4.add(w0, f32x4.mul(p, va)); w1 = f32x4.add(w1, f32x4.mul(p, vb));
+      vp += rowStride; pp += sStride;
+      va = rowLo<T>(vp); vb = rowHi<T>(vp);
+      p = v128.load32_splat(pp);
+      x0 = f32x4.add(x0, f32x4.mul(p, va)); x1 = f32x4.add(x1, f32x4.mul(p, vb));
+      p = v128.load32_splat(pp, 4);
+      y0 = f32x4.add(y0, f32x4.mul(p, va)); y1 = f32x4.add(y1, f32x4.mul(p, vb));
+      p = v128.load32_splat(pp, 8);
+      z0 = f32x4.add(z0, f32x4.mul(p, va)); z1 = f32x4.add(z1, f32x4.mul(p, vb));
+      p = v128.load32_splat(pp, 12);
+      w0 = f32x4.add(w0, f32x4.mul(p, va)); w1 = f32x4.add(w1, f32x4.mul(p, vb));
+      vp += rowStride; pp += sStride;
+    }
+  }
+  for (; t < cnt; t++) {
     const va = rowLo<T>(vp), vb = rowHi<T>(vp);
-    const pp = pcol + <usize>t * sStride;
     const p0 = v128.load32_splat(pp), p1 = v128.load32_splat(pp, 4), p2 = v128.load32_splat(pp, 8), p3 = v128.load32_splat(pp, 12);
     x0 = f32x4.add(x0, f32x4.mul(p0, va)); x1 = f32x4.add(x1, f32x4.mul(p0, vb));
     y0 = f32x4.add(y0, f32x4.mul(p1, va)); y1 = f32x4.add(y1, f32x4.mul(p1, vb));
     z0 = f32x4.add(z0, f32x4.mul(p2, va)); z1 = f32x4.add(z1, f32x4.mul(p2, vb));
     w0 = f32x4.add(w0, f32x4.mul(p3, va)); w1 = f32x4.add(w1, f32x4.mul(p3, vb));
+    vp += rowStride; pp += sStride;
   }
   v128.store(acc, x0); v128.store(acc, x1, 16);
   v128.store(acc + aStride, y0); v128.store(acc + aStride, y1, 16);
@@ -936,6 +962,22 @@ function pageValuesScalar(format: i32, page: usize, cnt: i32, d: i32, vg: i32, G
 }
 
 // ---------------------------------------------------------------------------------
+// Memory: WebAssembly has no prefetch instruction. The value tiles sweep a page's rows
+// column-chunk by column-chunk (a strided pattern the hardware prefetchers follow poorly);
+// one load per cache line in address order first turns that into a sequential stream, and
+// the tiles then run from L1/L2. Measured on f32 and f16 pages (not on packed pages, which
+// are compute-bound and lose a little from it).
+const CACHE_LINE: usize = 64;
+const SCR_TOUCH: usize = memory.data(16);
+
+/** Load one word per cache line of [beg, end) (kept alive by a store to scratch). */
+function touchLines(beg: usize, end: usize): void {
+  let acc = 0;
+  for (let p = beg; p < end; p += CACHE_LINE) acc |= load<i32>(p);
+  store<i32>(SCR_TOUCH, acc);
+}
+
+// ---------------------------------------------------------------------------------
 // Entry points
 
 /** Reset an attention state: m = -inf, l = 0, acc = 0 (`state: f32[2G + G*d]`). */
@@ -1000,6 +1042,7 @@ export function attendPages(table: usize, nPages: i32, format: i32, d: i32, vg: 
     const cnt = load<i32>(table + (<usize>i << 3) + 4);
     if (cnt <= 0) continue;
     // 1. logits
+    if (ASC_FEATURE_SIMD && simd && format == FMT_F32) touchLines(page, page + <usize>(PAYLOAD_OFFSET + PAGE_TOKENS * d * 4));
     if (ASC_FEATURE_SIMD && simd) {
       if (format == FMT_F32) pageLogitsFloatSimd<f32>(page, cnt, d, G, Gp);
       else if (format == FMT_F16) pageLogitsFloatSimd<u16>(page, cnt, d, G, Gp);
@@ -1017,6 +1060,11 @@ export function attendPages(table: usize, nPages: i32, format: i32, d: i32, vg: 
     // 2. softmax step
     pageSoftmax(cnt, G, Gp, d, state);
     // 3. values
+    if (ASC_FEATURE_SIMD && simd && !packed) {
+      const rowBytesV = format == FMT_F32 ? 4 : 2;
+      const v0 = page + <usize>(PAYLOAD_OFFSET + PAGE_TOKENS * d * rowBytesV);
+      touchLines(v0, v0 + <usize>(cnt * d * rowBytesV));
+    }
     if (ASC_FEATURE_SIMD && simd) {
       if (format == FMT_F32) pageValuesFloatSimd<f32>(page, cnt, d, G, Gp, state);
       else if (format == FMT_F16) {
