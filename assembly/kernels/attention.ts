@@ -341,6 +341,15 @@ function prepareKeysFixed(page: usize, d: i32, G: i32): void {
   return qi + (<usize>(c >> 3) << 6) + (<usize>(c & 7) << 1);
 }
 
+/**
+ * Bytes of a key code row handled by 16-byte SIMD chunks: the query of plane k starts at
+ * channel k*R, which must begin an 8-channel block of SCR_QI (R % 8 == 0); the rest are tails.
+ */
+// @ts-ignore: decorator
+@inline function simdKeyBytes(R: i32): i32 {
+  return (R & 7) == 0 ? R & ~(CHUNK - 1) : 0;
+}
+
 /** Integer dot of the tail bytes [j0, R) of one code row with the fixed-point query of one head. */
 // @ts-ignore: decorator
 @inline function tailDotFixed(row: usize, j0: i32, R: i32, P: i32, bits: i32, qi: usize): i32 {
@@ -393,7 +402,8 @@ type Plane3 = u64;
   const planeStride = <usize>R << 3; // bytes between plane k and k+1 in the blocked query
   let qp = qb;
   let rp = row;
-  const rEnd = row + <usize>(R & ~(CHUNK - 1));
+  const jEnd = simdKeyBytes(R);
+  const rEnd = row + <usize>jEnd;
   for (; rp < rEnd; rp += CHUNK) {
     const b = v128.load(rp);
     let c = planeOf(b, 0, bits);
@@ -422,7 +432,7 @@ type Plane3 = u64;
     qp += 128;
   }
   let si = hsum4i(a0, a1, a2, a3);
-  const j = R & ~(CHUNK - 1);
+  const j = jEnd;
   if (j < R) {
     const P = 8 / bits;
     si = i32x4.add(si, i32x4From(
@@ -442,8 +452,9 @@ type Plane3 = u64;
   const Rs = <usize>R;
   const P = 8 / bits;
   const qh = qiHead(h, d);
+  const jEnd = simdKeyBytes(R);
   let j = 0;
-  for (; j + CHUNK <= R; j += CHUNK) {
+  for (; j < jEnd; j += CHUNK) {
     const r = row0 + <usize>j;
     const b0 = v128.load(r), b1 = v128.load(r + Rs), b2 = v128.load(r + 2 * Rs), b3 = v128.load(r + 3 * Rs);
     for (let k = 0; k < P; k++) {

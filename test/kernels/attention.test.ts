@@ -182,14 +182,14 @@ function logitTolerance(format: Format, d: number, vg: number, pages: Uint8Array
 }
 
 /** Kernel vs the float64 reference on the same stored values, and vs exact attention within the format budget. */
-function checkCase(format: Format, d: number, G: number, n: number, ragged: boolean, sharp = false): void {
-  const vg = Math.min(32, d);
+function checkCase(format: Format, d: number, G: number, n: number, ragged: boolean, sharp = false, valueGroup?: number, qScale = 1): void {
+  const vg = valueGroup ?? Math.min(32, d);
   const seed = n * 131 + d * 7 + G + FORMAT_CODE[format] * 1000 + (ragged ? 5 : 0);
   const data = entries(seed, n, d);
-  const q = gauss(rng(seed + 1), G * d);
-  const scale = (sharp ? 4 : 1) / Math.sqrt(d);
+  const q = gauss(rng(seed + 1), G * d, qScale);
+  const scale = (sharp ? 4 : 1) / Math.sqrt(d) / qScale;
   const counts = pageCounts(n, ragged, seed);
-  const what = `${format} d=${d} G=${G} n=${n}${ragged ? ' ragged' : ''}${sharp ? ' sharp' : ''}`;
+  const what = `${format} d=${d} vg=${vg} G=${G} n=${n}${ragged ? ' ragged' : ''}${sharp ? ' sharp' : ''}${qScale !== 1 ? ` q x${qScale}` : ''}`;
   const results: KernelResult[] = [];
   let stored: refAttn.AttentionResult | undefined;
   let tol: Float64Array = new Float64Array(0);
@@ -245,6 +245,45 @@ for (const format of FORMATS) {
     checkCase(format, 64, 3, 40, false); // odd group
   });
 }
+
+test('other head dims, value groups and GQA groups: row tails, remainder heads, fallback paths', () => {
+  for (const format of FORMATS) {
+    checkCase(format, 80, 5, 70, false, false, 16);   // R % 16 != 0 (int4/int2 key tails), one remainder head
+    checkCase(format, 96, 8, 65, true, false, 32);    // two head blocks, ragged
+    checkCase(format, 64, 2, 33, false, false, 8);    // vg = 8: 8-channel chunks at group edges
+    checkCase(format, 64, 4, 40, false, false, 4);    // vg = 4: packed values on the float path
+    checkCase(format, 128, 1, 100, false, false, 64); // one head, wide groups
+    checkCase(format, 256, 4, 64, false, false, 32);  // the largest head dim
+    checkCase(format, 16, 6, 45, false, false, 16);   // small head dim: all tails
+  }
+});
+
+test('f16 pages with |scale * q| beyond the folded range take the exact path', () => {
+  // scale * q reaches ~1e5: the 2^112 fold would overflow, so the kernel must use exact widening
+  checkCase('f16', 64, 4, 50, false, false, 32, 3e6);
+  checkCase('f32', 64, 4, 50, false, false, 32, 3e6);
+});
+
+test('exp: probabilities from logits over [-87, 1] within 4e-7 relative of Math.exp; -inf -> 0', () => {
+  const n = 2000;
+  const logits = new Float32Array(n).map((_, i) => -87 + (88 * i) / (n - 1));
+  logits[7] = -Infinity;
+  for (const e of engines) {
+    const lp = e.arena.alloc(4 * n), lse = e.arena.alloc(16);
+    e.f32(lp, n).set(logits);
+    e.f32(lse, 1)[0] = 0;
+    e.kernels.probsFromLogits(lp, 1, n, n, lse);
+    const p = e.f32(lp, n);
+    let worst = 0;
+    for (let i = 0; i < n; i++) {
+      if (i === 7) { assert.is(p[i], 0); continue; }
+      const want = Math.exp(logits[i]);
+      worst = Math.max(worst, Math.abs(p[i] - want) / want);
+    }
+    assert.ok(worst <= 4e-7, `${e.backend}: exp relative error ${worst}`);
+    e.arena.free(lp); e.arena.free(lse);
+  }
+});
 
 test('two tiers in one state == one call over all entries; lse merge of two calls == one call', () => {
   const d = 64, G = 4, vg = 32, n1 = 70, n2 = 45;
