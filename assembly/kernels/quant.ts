@@ -136,12 +136,155 @@ export function halfUp(x: f32): u32 {
 }
 
 // ---------------------------------------------------------------------------------
+// SIMD versions of the f16 helpers and of the quantizer (same operations lane by lane,
+// so the SIMD and scalar builds write identical bytes)
+
+/** 1.5 * 2^23: adding it leaves round-half-even(x) in the low mantissa bits (|x| < 2^22). */
+const ROUND_MAGIC: f32 = 12582912.0;
+const ROUND_MAGIC_BITS: i32 = 0x4b400000;
+
+/** f32x4 -> binary16 bits in i32 lanes, round to nearest even (as floatToHalf). */
+// @ts-ignore: decorator
+@inline function f32x4ToHalfBits(x: v128): v128 {
+  const sign = v128.and(i32x4.shr_u(x, 16), i32x4.splat(<i32>F16_SIGN));
+  const a = v128.and(x, i32x4.splat(0x7fffffff));
+  const r = i32x4.add(a, i32x4.splat(<i32>0xc8000000));
+  const nrm = i32x4.shr_u(i32x4.add(r, i32x4.add(i32x4.splat(0xfff), v128.and(i32x4.shr_u(r, 13), i32x4.splat(1)))), 13);
+  const sub = i32x4.sub(f32x4.add(a, f32x4.splat(0.5)), i32x4.splat(0x3f000000));
+  let h = v128.bitselect(sub, nrm, i32x4.lt_s(a, i32x4.splat(0x38800000)));
+  h = v128.bitselect(i32x4.splat(<i32>F16_EXP_MASK), h, i32x4.ge_s(a, i32x4.splat(0x477ff000)));
+  h = v128.bitselect(i32x4.splat(<i32>(F16_EXP_MASK | 0x200)), h, i32x4.gt_s(a, i32x4.splat(<i32>F16_INF_NAN_F32)));
+  return v128.or(h, sign);
+}
+
+/** binary16 bits in i32 lanes -> f32x4, exact for finite values. */
+// @ts-ignore: decorator
+@inline function halfBitsToF32x4(h: v128): v128 {
+  const mag = f32x4.mul(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), f32x4.splat(F16_TO_F32_SCALE));
+  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(<i32>F16_SIGN)), 16));
+}
+
+/** Lane-wise halfDown (largest f16 <= x). */
+// @ts-ignore: decorator
+@inline function halfDownx4(x: v128): v128 {
+  const h = f32x4ToHalfBits(x);
+  const gt = f32x4.gt(halfBitsToF32x4(h), x);
+  const neg = i32x4.ne(v128.and(h, i32x4.splat(<i32>F16_SIGN)), i32x4.splat(0));
+  let adj = v128.bitselect(i32x4.add(h, i32x4.splat(1)), i32x4.sub(h, i32x4.splat(1)), neg);
+  adj = v128.bitselect(i32x4.splat(0x8001), adj, i32x4.eq(h, i32x4.splat(0)));
+  return v128.bitselect(adj, h, gt);
+}
+
+/** Lane-wise halfUp (smallest f16 >= x, x >= 0). */
+// @ts-ignore: decorator
+@inline function halfUpx4(x: v128): v128 {
+  const h = f32x4ToHalfBits(x);
+  const lt = f32x4.lt(halfBitsToF32x4(h), x);
+  let adj = v128.bitselect(i32x4.splat(1), i32x4.add(h, i32x4.splat(1)), i32x4.eq(h, i32x4.splat(<i32>F16_SIGN)));
+  adj = v128.bitselect(i32x4.sub(h, i32x4.splat(1)), adj, i32x4.gt_s(h, i32x4.splat(<i32>F16_SIGN)));
+  return v128.bitselect(adj, h, lt);
+}
+
+/** Store the low 16 bits of four i32 lanes as four u16. */
+// @ts-ignore: decorator
+@inline function storeU16x4(p: usize, h: v128): void {
+  v128.store64_lane(p, i16x8.narrow_i32x4_u(h, h), 0);
+}
+
+/**
+ * Group parameters for four groups at once (lanes): stores f16 min/scale at minPtr/scalePtr
+ * (4 x u16) and returns nothing; minF / inv (f32x4) go to minOut / invOut.
+ */
+// @ts-ignore: decorator
+@inline function groupParamsx4(mn: v128, mx: v128, levels: i32, scalePtr: usize, minPtr: usize, minOut: usize, invOut: usize): void {
+  const minH = halfDownx4(mn);
+  const minF = halfBitsToF32x4(minH);
+  const pos = f32x4.gt(mx, minF);
+  const scaleH = v128.and(halfUpx4(f32x4.div(f32x4.sub(mx, minF), f32x4.splat(<f32>levels))), pos);
+  const scaleF = halfBitsToF32x4(scaleH);
+  const inv = v128.and(f32x4.div(f32x4.splat(1), scaleF), f32x4.gt(scaleF, f32x4.splat(0)));
+  storeU16x4(minPtr, minH);
+  storeU16x4(scalePtr, scaleH);
+  v128.store(minOut, minF);
+  v128.store(invOut, inv);
+}
+
+/** Codes of 4 values: clamp(round((x - minF) * inv), 0, levels) as i32 lanes. */
+// @ts-ignore: decorator
+@inline function quantizex4(x: v128, minF: v128, inv: v128, levels: v128): v128 {
+  const y = f32x4.add(f32x4.mul(f32x4.sub(x, minF), inv), f32x4.splat(ROUND_MAGIC));
+  return i32x4.min_s(i32x4.max_s(i32x4.sub(y, i32x4.splat(ROUND_MAGIC_BITS)), i32x4.splat(0)), levels);
+}
+
+/** Four i32x4 of codes (0..255) -> 16 bytes. */
+// @ts-ignore: decorator
+@inline function packBytes(a: v128, b: v128, c: v128, d: v128): v128 {
+  return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(a, b), i16x8.narrow_i32x4_u(c, d));
+}
+
+/** Scratch: per-channel (keys) or per-group (values) minF and 1/scale as f32. */
+const Q_MINF: usize = memory.data(MAX_HEAD_DIM * 4 * PAGE_TOKENS);
+const Q_INV: usize = memory.data(MAX_HEAD_DIM * 4 * PAGE_TOKENS);
+const Q_MN: usize = memory.data(MAX_HEAD_DIM * PAGE_TOKENS + 16);
+const Q_MX: usize = memory.data(MAX_HEAD_DIM * PAGE_TOKENS + 16);
+
+/**
+ * Pack one row of codes: byte j = sum_k code(j + k*R) << (k*bits). `codeOf(c)` is evaluated by
+ * the caller through the per-channel arrays: minF/inv at (minBase, invBase) + 4*c, or per group.
+ * Handles 16-byte chunks when R % 16 == 0 and (for values) vg % 4 == 0; returns the bytes done.
+ */
+// @ts-ignore: decorator
+@inline function packRowSimd(x: usize, row: usize, R: i32, P: i32, bits: i32, levels: i32, minF: usize, inv: usize, perGroup: bool, vg: i32): i32 {
+  if ((R & 15) != 0) return 0;
+  const lv = i32x4.splat(levels);
+  for (let j = 0; j < R; j += 16) {
+    let acc = i32x4.splat(0);
+    for (let k = 0; k < P; k++) {
+      const c = j + k * R;
+      let m0: v128, m1: v128, m2: v128, m3: v128, i0: v128, i1: v128, i2: v128, i3: v128;
+      if (perGroup) {
+        const g0 = <usize>(c / vg) << 2, g1 = <usize>((c + 4) / vg) << 2, g2 = <usize>((c + 8) / vg) << 2, g3 = <usize>((c + 12) / vg) << 2;
+        m0 = v128.load32_splat(minF + g0); m1 = v128.load32_splat(minF + g1); m2 = v128.load32_splat(minF + g2); m3 = v128.load32_splat(minF + g3);
+        i0 = v128.load32_splat(inv + g0); i1 = v128.load32_splat(inv + g1); i2 = v128.load32_splat(inv + g2); i3 = v128.load32_splat(inv + g3);
+      } else {
+        const o = <usize>c << 2;
+        m0 = v128.load(minF + o); m1 = v128.load(minF + o, 16); m2 = v128.load(minF + o, 32); m3 = v128.load(minF + o, 48);
+        i0 = v128.load(inv + o); i1 = v128.load(inv + o, 16); i2 = v128.load(inv + o, 32); i3 = v128.load(inv + o, 48);
+      }
+      const xp = x + (<usize>c << 2);
+      const b = packBytes(quantizex4(v128.load(xp), m0, i0, lv), quantizex4(v128.load(xp, 16), m1, i1, lv),
+        quantizex4(v128.load(xp, 32), m2, i2, lv), quantizex4(v128.load(xp, 48), m3, i3, lv));
+      acc = v128.or(acc, k == 0 ? b : i16x8.shl(b, k * bits));
+    }
+    v128.store(row + <usize>j, acc);
+  }
+  return R;
+}
+
+// ---------------------------------------------------------------------------------
 // Keys: per channel over the tokens
 
 /** Quantize keys `src: f32[n][d]` per channel (KIVI key layout). */
 export function quantKeys(src: usize, n: i32, d: i32, bits: i32, codes: usize, scale: usize, min: usize): void {
   const levels = (1 << bits) - 1;
   const R = rowBytes(d, bits);
+  if (ASC_FEATURE_SIMD && (R & 15) == 0) {
+    // per 4 channels: min/max over the tokens, then the group parameters lane-wise
+    for (let c = 0; c < d; c += 4) {
+      let mn = v128.load(src + (<usize>c << 2)), mx = mn;
+      for (let t = 1; t < n; t++) {
+        const x = v128.load(src + (<usize>(t * d + c) << 2));
+        mn = f32x4.min(mn, x);
+        mx = f32x4.max(mx, x);
+      }
+      groupParamsx4(mn, mx, levels, scale + (<usize>c << 1), min + (<usize>c << 1), Q_MINF + (<usize>c << 2), Q_INV + (<usize>c << 2));
+    }
+    const P = 8 / bits;
+    for (let t = 0; t < n; t++) {
+      packRowSimd(src + (<usize>(t * d) << 2), codes + <usize>(t * R), R, P, bits, levels, Q_MINF, Q_INV, false, 0);
+    }
+    return;
+  }
   memory.fill(codes, 0, <usize>(n * R));
   for (let c = 0; c < d; c++) {
     let mn = load<f32>(src + (<usize>c << 2));
@@ -186,6 +329,48 @@ export function quantValues(src: usize, n: i32, d: i32, vg: i32, bits: i32, code
   const levels = (1 << bits) - 1;
   const R = rowBytes(d, bits);
   const ng = d / vg;
+  if (ASC_FEATURE_SIMD && (R & 15) == 0 && (vg & 3) == 0) {
+    // min/max per (token, group), then the parameters of 4 groups at a time (flattened index)
+    const total = n * ng;
+    for (let t = 0; t < n; t++) {
+      for (let g = 0; g < ng; g++) {
+        const x = src + (<usize>(t * d + g * vg) << 2);
+        let mn = v128.load(x), mx = mn;
+        for (let c = 4; c < vg; c += 4) {
+          const v = v128.load(x + (<usize>c << 2));
+          mn = f32x4.min(mn, v);
+          mx = f32x4.max(mx, v);
+        }
+        mn = f32x4.min(mn, v128.shuffle<f32>(mn, mn, 2, 3, 0, 1));
+        mx = f32x4.max(mx, v128.shuffle<f32>(mx, mx, 2, 3, 0, 1));
+        const i = <usize>(t * ng + g) << 2;
+        store<f32>(Q_MN + i, fmin<f32>(f32x4.extract_lane(mn, 0), f32x4.extract_lane(mn, 1)));
+        store<f32>(Q_MX + i, fmax<f32>(f32x4.extract_lane(mx, 0), f32x4.extract_lane(mx, 1)));
+      }
+    }
+    // pad to a multiple of 4 with a harmless group; only `total` parameters are stored
+    for (let i = total; i < ((total + 3) & ~3); i++) { store<f32>(Q_MN + (<usize>i << 2), 0); store<f32>(Q_MX + (<usize>i << 2), 0); }
+    for (let i = 0; i < total; i += 4) {
+      const o = <usize>i << 2;
+      if (i + 4 <= total) {
+        groupParamsx4(v128.load(Q_MN + o), v128.load(Q_MX + o), levels, scale + (<usize>i << 1), min + (<usize>i << 1), Q_MINF + o, Q_INV + o);
+      } else {
+        for (let k = i; k < total; k++) {
+          const ko = <usize>k << 2;
+          groupParams(load<f32>(Q_MN + ko), load<f32>(Q_MX + ko), levels, scale + (<usize>k << 1), min + (<usize>k << 1));
+          const minF = halfToFloat(load<u16>(min + (<usize>k << 1)));
+          store<f32>(Q_MINF + ko, minF);
+          store<f32>(Q_INV + ko, invScale(halfToFloat(load<u16>(scale + (<usize>k << 1)))));
+        }
+      }
+    }
+    const P = 8 / bits;
+    for (let t = 0; t < n; t++) {
+      const gi = <usize>(t * ng) << 2;
+      packRowSimd(src + (<usize>(t * d) << 2), codes + <usize>(t * R), R, P, bits, levels, Q_MINF + gi, Q_INV + gi, true, vg);
+    }
+    return;
+  }
   memory.fill(codes, 0, <usize>(n * R));
   for (let t = 0; t < n; t++) {
     const x0 = src + (<usize>(t * d) << 2);
@@ -279,7 +464,14 @@ export function qaxpyValues(codes: usize, scale: usize, min: usize, n: i32, d: i
 
 /** f32[n] -> f16[n], round to nearest even. */
 export function convertToHalf(src: usize, dst: usize, n: i32): void {
-  for (let i = 0; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>floatToHalf(load<f32>(src + (<usize>i << 2))));
+  let i = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; i + 8 <= n; i += 8) {
+      const p = src + (<usize>i << 2);
+      v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(f32x4ToHalfBits(v128.load(p)), f32x4ToHalfBits(v128.load(p, 16))));
+    }
+  }
+  for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>floatToHalf(load<f32>(src + (<usize>i << 2))));
 }
 
 /** f16[n] -> f32[n], exact. */
