@@ -78,6 +78,31 @@ export interface BitRows { bits: Uint32Array; units: number; words: number; nbit
 function clean(x: number): number { return x === x ? x : -Infinity; }
 
 /**
+ * The k-th largest value of `a[0..n)` (1 ≤ k ≤ n), by quickselect in place (`a` is
+ * reordered). Average O(n): the bits need a threshold per row, not a sorted row.
+ */
+export function kthLargest(a: Float64Array, n: number, k: number): number {
+  let lo = 0, hi = n - 1;
+  const target = k - 1; // index in descending order
+  while (lo < hi) {
+    // median of three as the pivot
+    const mid = (lo + hi) >>> 1;
+    const x = a[lo], y = a[mid], z = a[hi];
+    const pivot = x > y ? (y > z ? y : x > z ? z : x) : (x > z ? x : y > z ? z : y);
+    let i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) { const t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else return a[target];
+  }
+  return a[target];
+}
+
+/**
  * Top-half bit rows: `values` is `[rows][n]`; entry i gets bit r when `values[r][i]`
  * is among the ⌊n/2⌋ largest of row r (ties toward the higher index, as the selector).
  * Returns `[n][⌈rows/32⌉]` packed rows.
@@ -86,10 +111,16 @@ export function topHalfBits(values: Float64Array, rows: number, n: number): BitR
   const words = Math.max(1, Math.ceil(rows / WORD_BITS));
   const bits = new Uint32Array(n * words);
   const half = Math.floor(n / 2);
+  if (half === 0) return { bits, units: n, words, nbits: rows };
+  const scratch = new Float64Array(n);
   for (let r = 0; r < rows; r++) {
-    const mask = topK(values.subarray(r * n, (r + 1) * n), half);
+    const row = values.subarray(r * n, (r + 1) * n);
+    scratch.set(row);
+    const thr = kthLargest(scratch, n, half);
     const w = r >>> 5, b = (1 << (r & 31)) >>> 0;
-    for (let i = 0; i < n; i++) if (mask[i]) bits[i * words + w] = (bits[i * words + w] | b) >>> 0;
+    let taken = 0;
+    for (let i = 0; i < n; i++) if (row[i] > thr) { bits[i * words + w] = (bits[i * words + w] | b) >>> 0; taken++; }
+    for (let i = n - 1; i >= 0 && taken < half; i--) if (row[i] === thr) { bits[i * words + w] = (bits[i * words + w] | b) >>> 0; taken++; }
   }
   return { bits, units: n, words, nbits: rows };
 }
@@ -200,8 +231,10 @@ export function entryBits(ctx: PolicyContext, scores: Float64Array, source: KVCr
       const R = source === 'heads' ? G : rows;
       const vals = new Float64Array(R * E);
       for (let r = 0; r < rows; r++) {
-        const dst = (source === 'heads' ? r % G : r) * E;
-        for (let i = 0; i < E; i++) vals[dst + i] += probs[r * n + s + i];
+        const src = probs.subarray(r * n + s, r * n + s + E);
+        if (source === 'queries') { vals.set(src, r * E); continue; }
+        const dst = (r % G) * E;
+        for (let i = 0; i < E; i++) vals[dst + i] += src[i];
       }
       return topHalfBits(vals, R, E);
     }

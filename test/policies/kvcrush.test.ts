@@ -7,7 +7,7 @@ import { Rng } from '../../src/cache/rng.ts';
 import { hammingRows } from '../../src/ops/basic.ts';
 import { topK } from '../../src/policies/selector.ts';
 import {
-  KVCRUSH_ANCHORS, blockBits, createKVCrush, evenlySpacedRanks, hammingJS, makeAnchor, representatives, topHalfBits,
+  KVCRUSH_ANCHORS, blockBits, kthLargest, createKVCrush, evenlySpacedRanks, hammingJS, makeAnchor, representatives, topHalfBits,
   type KVCrushConfig,
 } from '../../src/policies/kvcrush.ts';
 import type { PolicyContext } from '../../src/policies/types.ts';
@@ -50,6 +50,20 @@ u('top-half bits: one bit per row, floor(n/2) set per row, ties to the higher in
   assert.equal(b1, [0, 0, 0, 1, 1, 1]); // all equal: the three latest
   const wide = topHalfBits(new Float64Array(40 * 3), 40, 3); // 40 rows -> 2 words
   assert.is(wide.words, 2);
+});
+
+u('quickselect: k-th largest equals the sorted answer, bits equal the selector\'s top half (ties included)', () => {
+  const rnd = prng(21);
+  for (const n of [1, 2, 3, 7, 8, 9, 63, 64, 65, 257]) {
+    for (const ties of [false, true]) {
+      const row = Float64Array.from({ length: n }, () => (ties ? Math.floor(rnd() * 4) : rnd()));
+      const sorted = Array.from(row).sort((a, b) => b - a);
+      for (const k of [1, Math.max(1, n >> 1), n]) assert.is(kthLargest(row.slice(), n, k), sorted[k - 1], `n ${n} k ${k}`);
+      const mask = topK(row, n >> 1);
+      const r = topHalfBits(row, 1, n);
+      assert.equal(Array.from(r.bits, (x) => x & 1), Array.from(mask), `n ${n} ties ${ties}`);
+    }
+  }
 });
 
 u('block rows concatenate their entries\' vectors, the last block zero-padded', () => {
