@@ -6,6 +6,8 @@ export type { EdgeKVErrorCode } from './errors.ts';
 export { FORMATS, PAGE_TOKENS, pageBytes } from './formats.ts';
 /** Validated wrappers over the basic kernels (f16 encode/decode, dot, axpy, scale, fwht, gather/compact, Hamming rows). */
 export * as ops from './ops/basic.ts';
+/** Validated decode attention over paged KV in any storage format (packLane, attend, PagedLane). */
+export * as attention from './ops/attention.ts';
 export type { Format } from './formats.ts';
 export { KVCache, createCache } from './cache/cache.ts';
 export { loadCache, SNAPSHOT_VERSION } from './cache/snapshot.ts';

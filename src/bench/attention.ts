@@ -71,8 +71,12 @@ export interface AttentionBenchRow {
   gbPerSec: number;
   /** gbPerSec / copyGBps. */
   fractionOfCopy: number;
-  /** Mean latency of one call, ms. */
+  /** Median latency of one call (one decode step of G heads over `tokens` entries), ms. */
   latencyMs: number;
+  /** Mean latency of one call, ms. */
+  latencyMeanMs: number;
+  /** KV bytes one call reads (pages as stored). */
+  kvBytes: number;
 }
 
 export interface AttentionBenchReport {
@@ -312,13 +316,17 @@ async function loadTinybench(): Promise<TinyBench> {
   }
 }
 
-async function measure(tb: TinyBench, fn: () => void, timeMs: number): Promise<number> {
+/**
+ * Latency of one call in ms: the median of tinybench's samples (robust to the time slices a
+ * shared machine takes away), and the mean.
+ */
+async function measure(tb: TinyBench, fn: () => void, timeMs: number): Promise<{ median: number; mean: number }> {
   const bench = new tb.Bench({ time: timeMs, iterations: MIN_ITERATIONS, warmupTime: Math.min(100, timeMs / 2), warmupIterations: 2 });
   bench.add('x', fn);
   await bench.run();
-  const r = bench.tasks[0].result as { state: string; latency?: { mean: number }; error?: Error };
+  const r = bench.tasks[0].result as { state: string; latency?: { mean: number; p50: number }; error?: Error };
   if (r.state !== 'completed' || !r.latency) throw new Error(`benchmark task failed: ${r.error?.message ?? r.state}`);
-  return r.latency.mean;
+  return { median: r.latency.p50, mean: r.latency.mean };
 }
 
 /** Copy bandwidth: bytes copied per second over a 256 MiB typed-array copy (best of several). */
@@ -405,14 +413,17 @@ export async function runAttentionBench(options: AttentionBenchOptions = {}): Pr
             fn = () => r.run();
             cleanup = () => r.free();
           }
-          const ms = await measure(tb, fn, timeMs);
+          const lat = await measure(tb, fn, timeMs);
           cleanup();
+          const ms = lat.median;
           const row: AttentionBenchRow = {
             impl, format, tokens: n, headDim: d,
             tokensPerSec: n / (ms / 1000),
             gbPerSec: kvBytes / (ms / 1000) / 1e9,
             fractionOfCopy: 0,
             latencyMs: ms,
+            latencyMeanMs: lat.mean,
+            kvBytes,
           };
           row.fractionOfCopy = row.gbPerSec / copyGBps;
           results.push(row);
