@@ -673,11 +673,27 @@ function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G
     v128.store(SCR_VS + (<usize>i << 2), f16x4Exact(vScale + (<usize>i << 1)));
     v128.store(SCR_VM + (<usize>i << 2), f16x4Exact(vMin + (<usize>i << 1)));
   }
-  // max scale per group
-  for (let g = 0; g < ng; g++) {
-    let m: f32 = 0;
-    for (let t = 0; t < cnt; t++) m = max<f32>(m, load<f32>(SCR_VS + (<usize>(t * ng + g) << 2)));
-    store<f32>(SCR_SMAX + (<usize>g << 2), m);
+  // max scale per group (scales are >= 0; the decoded tail past n is zeroed first)
+  v128.store(SCR_VS + (<usize>n << 2), f32x4.splat(0));
+  if ((ng & 3) == 0) {
+    for (let g = 0; g < ng; g += 4) {
+      let m = f32x4.splat(0);
+      for (let t = 0; t < cnt; t++) m = f32x4.max(m, v128.load(SCR_VS + (<usize>(t * ng + g) << 2)));
+      v128.store(SCR_SMAX + (<usize>g << 2), m);
+    }
+  } else if (ng <= 2) {
+    // flattened vectors hold 4 / ng tokens: lane i belongs to group i % ng
+    let m = f32x4.splat(0);
+    for (let i = 0; i < n; i += 4) m = f32x4.max(m, v128.load(SCR_VS + (<usize>i << 2)));
+    m = f32x4.max(m, v128.shuffle<f32>(m, m, 2, 3, 0, 1));
+    if (ng == 1) m = f32x4.max(m, v128.shuffle<f32>(m, m, 1, 0, 3, 2));
+    v128.store(SCR_SMAX, m);
+  } else {
+    for (let g = 0; g < ng; g++) {
+      let m: f32 = 0;
+      for (let t = 0; t < cnt; t++) m = max<f32>(m, load<f32>(SCR_VS + (<usize>(t * ng + g) << 2)));
+      store<f32>(SCR_SMAX + (<usize>g << 2), m);
+    }
   }
   const sStride = <usize>Gp << 2;
   const pairs = (cnt + 1) >> 1;
@@ -704,8 +720,9 @@ function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G
       let sp = col;
       for (let tp = 0; tp < pairs; tp++) {
         const p0 = v128.load(sp), p1 = v128.load(sp + sStride);
-        const i0 = roundToInt(f32x4.mul(f32x4.mul(p0, f), v128.load32_splat(vs)));
-        const i1 = roundToInt(f32x4.mul(f32x4.mul(p1, f), v128.load32_splat(vs + gStride)));
+        // w + 1.5*2^23 holds round(w) in its low 16 bits (0 <= w <= 32767): the shuffle keeps just those
+        const i0 = f32x4.add(f32x4.mul(f32x4.mul(p0, f), v128.load32_splat(vs)), f32x4.splat(ROUND_MAGIC));
+        const i1 = f32x4.add(f32x4.mul(f32x4.mul(p1, f), v128.load32_splat(vs + gStride)), f32x4.splat(ROUND_MAGIC));
         v128.store(wrow + <usize>tp * sStride, v128.shuffle<i16>(i0, i1, 0, 8, 2, 10, 4, 12, 6, 14));
         bias = f32x4.add(bias, f32x4.add(f32x4.mul(p0, v128.load32_splat(vm)), f32x4.mul(p1, v128.load32_splat(vm + gStride))));
         sp += 2 * sStride; vs += 2 * gStride; vm += 2 * gStride;
