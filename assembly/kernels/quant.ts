@@ -222,6 +222,33 @@ const ROUND_MAGIC_BITS: i32 = 0x4b400000;
   return i8x16.narrow_i16x8_u(i16x8.narrow_i32x4_u(a, b), i16x8.narrow_i32x4_u(c, d));
 }
 
+/** binary16 bits in i32 lanes -> f32x4, exact for every input (Inf and NaN kept). */
+// @ts-ignore: decorator
+@inline function halfBitsToF32x4Full(h: v128): v128 {
+  const f = halfBitsToF32x4(h);
+  const special = i32x4.eq(v128.and(h, i32x4.splat(<i32>F16_EXP_MASK)), i32x4.splat(<i32>F16_EXP_MASK));
+  const sp = v128.or(v128.or(i32x4.shl(v128.and(h, i32x4.splat(<i32>F16_SIGN)), 16), i32x4.splat(<i32>F16_INF_NAN_F32)), i32x4.shl(v128.and(h, i32x4.splat(0x3ff)), 13));
+  return v128.bitselect(sp, f, special);
+}
+
+/** Dequantize 16 codes (one plane of a 16-byte chunk, as bytes) to dst[0..15] = min + scale * code. */
+// @ts-ignore: decorator
+@inline function dequant16(c: v128, minF0: v128, minF1: v128, minF2: v128, minF3: v128, sc0: v128, sc1: v128, sc2: v128, sc3: v128, dst: usize): void {
+  const lo = i16x8.extend_low_i8x16_u(c), hi = i16x8.extend_high_i8x16_u(c);
+  v128.store(dst, f32x4.add(minF0, f32x4.mul(sc0, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(lo)))));
+  v128.store(dst, f32x4.add(minF1, f32x4.mul(sc1, f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(lo)))), 16);
+  v128.store(dst, f32x4.add(minF2, f32x4.mul(sc2, f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(hi)))), 32);
+  v128.store(dst, f32x4.add(minF3, f32x4.mul(sc3, f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(hi)))), 48);
+}
+
+/** Plane k of 16 packed bytes (bits [k*bits, (k+1)*bits) of each byte). */
+// @ts-ignore: decorator
+@inline function planeBytes(b: v128, k: i32, bits: i32): v128 {
+  if (bits == 8) return b;
+  const mask: i32 = (1 << bits) - 1;
+  return v128.and(k == 0 ? b : i16x8.shr_u(b, k * bits), i8x16.splat(<i8>mask));
+}
+
 /** Scratch: per-channel (keys) or per-group (values) minF and 1/scale as f32. */
 const Q_MINF: usize = memory.data(MAX_HEAD_DIM * 4 * PAGE_TOKENS);
 const Q_INV: usize = memory.data(MAX_HEAD_DIM * 4 * PAGE_TOKENS);
@@ -311,6 +338,27 @@ export function quantKeys(src: usize, n: i32, d: i32, bits: i32, codes: usize, s
 /** Dequantize keys to `dst: f32[n][d]`. */
 export function dequantKeys(codes: usize, scale: usize, min: usize, n: i32, d: i32, bits: i32, dst: usize): void {
   const R = rowBytes(d, bits);
+  if (ASC_FEATURE_SIMD && (R & 15) == 0) {
+    for (let c = 0; c < d; c += 4) {
+      v128.store(Q_MINF + (<usize>c << 2), halfBitsToF32x4(v128.load16x4_u(min + (<usize>c << 1))));
+      v128.store(Q_INV + (<usize>c << 2), halfBitsToF32x4(v128.load16x4_u(scale + (<usize>c << 1))));
+    }
+    const P = 8 / bits;
+    for (let t = 0; t < n; t++) {
+      const row = codes + <usize>(t * R);
+      const out = dst + (<usize>(t * d) << 2);
+      for (let j = 0; j < R; j += 16) {
+        const b = v128.load(row + <usize>j);
+        for (let k = 0; k < P; k++) {
+          const o = <usize>(j + k * R) << 2;
+          const m = Q_MINF + o, sc = Q_INV + o;
+          dequant16(planeBytes(b, k, bits), v128.load(m), v128.load(m, 16), v128.load(m, 32), v128.load(m, 48),
+            v128.load(sc), v128.load(sc, 16), v128.load(sc, 32), v128.load(sc, 48), out + o);
+        }
+      }
+    }
+    return;
+  }
   for (let t = 0; t < n; t++) {
     const row = codes + <usize>(t * R);
     for (let c = 0; c < d; c++) {
@@ -402,6 +450,29 @@ export function quantValues(src: usize, n: i32, d: i32, vg: i32, bits: i32, code
 export function dequantValues(codes: usize, scale: usize, min: usize, n: i32, d: i32, vg: i32, bits: i32, dst: usize): void {
   const R = rowBytes(d, bits);
   const ng = d / vg;
+  if (ASC_FEATURE_SIMD && (R & 15) == 0 && (vg & 3) == 0) {
+    const P = 8 / bits;
+    for (let t = 0; t < n; t++) {
+      const row = codes + <usize>(t * R);
+      const out = dst + (<usize>(t * d) << 2);
+      const gp = <usize>(t * ng) << 1;
+      for (let j = 0; j < R; j += 16) {
+        const b = v128.load(row + <usize>j);
+        for (let k = 0; k < P; k++) {
+          const c = j + k * R;
+          const g0 = gp + (<usize>(c / vg) << 1), g1 = gp + (<usize>((c + 4) / vg) << 1);
+          const g2 = gp + (<usize>((c + 8) / vg) << 1), g3 = gp + (<usize>((c + 12) / vg) << 1);
+          dequant16(planeBytes(b, k, bits),
+            f32x4.splat(halfToFloat(load<u16>(min + g0))), f32x4.splat(halfToFloat(load<u16>(min + g1))),
+            f32x4.splat(halfToFloat(load<u16>(min + g2))), f32x4.splat(halfToFloat(load<u16>(min + g3))),
+            f32x4.splat(halfToFloat(load<u16>(scale + g0))), f32x4.splat(halfToFloat(load<u16>(scale + g1))),
+            f32x4.splat(halfToFloat(load<u16>(scale + g2))), f32x4.splat(halfToFloat(load<u16>(scale + g3))),
+            out + (<usize>c << 2));
+        }
+      }
+    }
+    return;
+  }
   for (let t = 0; t < n; t++) {
     const row = codes + <usize>(t * R);
     for (let c = 0; c < d; c++) {
@@ -476,7 +547,11 @@ export function convertToHalf(src: usize, dst: usize, n: i32): void {
 
 /** f16[n] -> f32[n], exact. */
 export function convertFromHalf(src: usize, dst: usize, n: i32): void {
-  for (let i = 0; i < n; i++) store<f32>(dst + (<usize>i << 2), halfToFloat(load<u16>(src + (<usize>i << 1))));
+  let i = 0;
+  if (ASC_FEATURE_SIMD) {
+    for (; i + 4 <= n; i += 4) v128.store(dst + (<usize>i << 2), halfBitsToF32x4Full(v128.load16x4_u(src + (<usize>i << 1))));
+  }
+  for (; i < n; i++) store<f32>(dst + (<usize>i << 2), halfToFloat(load<u16>(src + (<usize>i << 1))));
 }
 
 /**

@@ -123,6 +123,27 @@ test('f16 pages: round to nearest even, subnormals, overflow edge, exact decode'
   assert.is(ref.halfToFloat(0x3555), 0.333251953125);
 });
 
+test('unpackPage decodes every binary16 pattern of an f16 page exactly (Inf, NaN, subnormals, -0)', () => {
+  const d = 8, vg = 8, count = PAGE_TOKENS;
+  const bytes = new Uint8Array(pageBytes('f16', d, vg));
+  const u16 = new Uint16Array(bytes.buffer, 256);
+  const patterns = [0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x3c00, 0xbc00, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0xfe01, 0x3555, 0x1234];
+  const r = rng(3);
+  for (let i = 0; i < 2 * count * d; i++) u16[i] = i < patterns.length ? patterns[i] : Math.floor(r() * 65536);
+  for (const e of engines) withMem(e, (alloc) => {
+    const page = alloc(bytes.length), kp = alloc(count * d * 4), vp = alloc(count * d * 4);
+    e.u8(page, bytes.length).set(bytes);
+    e.kernels.unpackPage(FORMAT_CODE.f16, d, vg, count, page, kp, vp, 0, 0);
+    const k = e.f32(kp, count * d), v = e.f32(vp, count * d);
+    for (let i = 0; i < count * d; i++) {
+      for (const [got, bits] of [[k[i], u16[i]], [v[i], u16[count * d + i]]]) {
+        const want = ref.halfToFloat(bits);
+        assert.ok(Number.isNaN(want) ? Number.isNaN(got) : Object.is(got, want), `${e.backend}: 0x${bits.toString(16)} -> ${got}, want ${want}`);
+      }
+    }
+  });
+});
+
 test('halfDown / halfUp bracket their argument', () => {
   const r = rng(7);
   for (let i = 0; i < 2000; i++) {
