@@ -496,6 +496,34 @@ const QS_SCRATCH: usize = memory.data(MAX_HEAD_DIM * 4);
  */
 export function qdotKeys(codes: usize, scale: usize, min: usize, n: i32, d: i32, bits: i32, q: usize, out: usize): void {
   const R = rowBytes(d, bits);
+  if (ASC_FEATURE_SIMD && (R & 15) == 0) {
+    let qmv = f32x4.splat(0);
+    for (let c = 0; c < d; c += 4) {
+      const qc = v128.load(q + (<usize>c << 2));
+      qmv = f32x4.add(qmv, f32x4.mul(qc, halfBitsToF32x4(v128.load16x4_u(min + (<usize>c << 1)))));
+      v128.store(QS_SCRATCH + (<usize>c << 2), f32x4.mul(qc, halfBitsToF32x4(v128.load16x4_u(scale + (<usize>c << 1)))));
+    }
+    const qm = (f32x4.extract_lane(qmv, 0) + f32x4.extract_lane(qmv, 1)) + (f32x4.extract_lane(qmv, 2) + f32x4.extract_lane(qmv, 3));
+    const P = 8 / bits;
+    for (let t = 0; t < n; t++) {
+      const row = codes + <usize>(t * R);
+      let acc = f32x4.splat(0);
+      for (let j = 0; j < R; j += 16) {
+        const b = v128.load(row + <usize>j);
+        for (let k = 0; k < P; k++) {
+          const qs = QS_SCRATCH + (<usize>(j + k * R) << 2);
+          const c = planeBytes(b, k, bits);
+          const lo = i16x8.extend_low_i8x16_u(c), hi = i16x8.extend_high_i8x16_u(c);
+          acc = f32x4.add(acc, f32x4.mul(v128.load(qs), f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(lo))));
+          acc = f32x4.add(acc, f32x4.mul(v128.load(qs, 16), f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(lo))));
+          acc = f32x4.add(acc, f32x4.mul(v128.load(qs, 32), f32x4.convert_i32x4_u(i32x4.extend_low_i16x8_u(hi))));
+          acc = f32x4.add(acc, f32x4.mul(v128.load(qs, 48), f32x4.convert_i32x4_u(i32x4.extend_high_i16x8_u(hi))));
+        }
+      }
+      store<f32>(out + (<usize>t << 2), qm + ((f32x4.extract_lane(acc, 0) + f32x4.extract_lane(acc, 1)) + (f32x4.extract_lane(acc, 2) + f32x4.extract_lane(acc, 3))));
+    }
+    return;
+  }
   let qm: f32 = 0;
   for (let c = 0; c < d; c++) {
     const qc = load<f32>(q + (<usize>c << 2));
@@ -514,6 +542,37 @@ export function qdotKeys(codes: usize, scale: usize, min: usize, n: i32, d: i32,
 export function qaxpyValues(codes: usize, scale: usize, min: usize, n: i32, d: i32, vg: i32, bits: i32, p: usize, out: usize): void {
   const R = rowBytes(d, bits);
   const ng = d / vg;
+  if (ASC_FEATURE_SIMD && (R & 15) == 0 && (vg & 3) == 0) {
+    const P = 8 / bits;
+    for (let t = 0; t < n; t++) {
+      const pt = load<f32>(p + (<usize>t << 2));
+      if (pt == 0) continue;
+      // per group of this token: a = p * scale, b = p * min (group g's vectors at Q_MINF / Q_INV)
+      for (let g = 0; g < ng; g++) {
+        const gp = <usize>((t * ng + g) << 1);
+        store<f32>(Q_INV + (<usize>g << 2), pt * halfToFloat(load<u16>(scale + gp)));
+        store<f32>(Q_MINF + (<usize>g << 2), pt * halfToFloat(load<u16>(min + gp)));
+      }
+      const row = codes + <usize>(t * R);
+      for (let j = 0; j < R; j += 16) {
+        const b = v128.load(row + <usize>j);
+        for (let k = 0; k < P; k++) {
+          const c = j + k * R;
+          const cb = planeBytes(b, k, bits);
+          const lo = i16x8.extend_low_i8x16_u(cb), hi = i16x8.extend_high_i8x16_u(cb);
+          const o = out + (<usize>c << 2);
+          for (let q4 = 0; q4 < 4; q4++) {
+            const g = <usize>((c + 4 * q4) / vg) << 2;
+            const codes4 = q4 == 0 ? i32x4.extend_low_i16x8_u(lo) : q4 == 1 ? i32x4.extend_high_i16x8_u(lo) : q4 == 2 ? i32x4.extend_low_i16x8_u(hi) : i32x4.extend_high_i16x8_u(hi);
+            const op = o + (<usize>q4 << 4);
+            const x = f32x4.add(v128.load32_splat(Q_MINF + g), f32x4.mul(v128.load32_splat(Q_INV + g), f32x4.convert_i32x4_u(codes4)));
+            v128.store(op, f32x4.add(v128.load(op), x));
+          }
+        }
+      }
+    }
+    return;
+  }
   for (let t = 0; t < n; t++) {
     const pt = load<f32>(p + (<usize>t << 2));
     if (pt == 0) continue;
