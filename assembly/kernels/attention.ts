@@ -25,18 +25,24 @@
 //   3. acc[h] += sum_t p[t][h] v_t.
 // Keys of a page are read once per group of 4 heads (from L1 after the first).
 //
-// SIMD build, per format:
-//   f32  4 heads x 2 tokens register tile for the keys, 4 heads x 8 channels for values.
-//   f16  the same tiles; binary16 is widened with integer ops only (sign-extend, shift,
-//        mask: the value times 2^-112), the factor 2^112 being folded into q and p.
-//   int8/int4/int2  integer dot products: per page, q_h * kScale_c is rounded to 16-bit
-//        fixed point against its largest magnitude (relative error <= 2^-16 per term),
-//        so a logit is sum_c qi_c * code_tc with i32x4.dot_i16x8_s (8 products per
-//        instruction); the per-channel minima give one bias per head. Values likewise:
-//        w = p_t * vScale_tg in 16-bit fixed point per (page, head, group), two tokens'
-//        codes interleaved so that one dot_i16x8_s sums them; minima give one bias per
-//        (head, group). This needs vg % 16 == 0 (the default, 32); other value groups and
-//        row tails (d*bits/8 % 16 != 0) take float paths.
+// SIMD build, per format (all register tiles read a key row once for 4 heads; the query is
+// kept in a blocked copy, the 4 heads' vectors side by side, so tiles use constant offsets):
+//   f32  keys: 4 heads x 2 tokens tile; values: 4 heads x 8 channels tile over the page's
+//        tokens (p broadcast by splat loads). Before the strided sweeps, one load per cache
+//        line pulls the page in sequentially (wasm has no prefetch instruction).
+//   f16  the same tiles; binary16 is widened with integer ops only (sign-extending load,
+//        shift, mask: the value times 2^-112), the factor 2^112 being folded into q and p.
+//        Calls with |scale * q| >= 6e4 (the fold would overflow) take the exact scalar path.
+//   int8/int4/int2  integer dot products (i32x4.dot_i16x8_s, 8 products per instruction) in
+//        16-bit fixed point, code widths specialized at compile time (planes unrolled):
+//        keys: per page, qi_c = round(q'_c kScale_c / unit), unit = max|q'| * max kScale / 32767,
+//        logit = unit * sum_c qi_c code_tc + sum_c q'_c kMin_c (4 heads x 1 token tile);
+//        values: per page, head and group, w_t = round(p_t vScale_tg / unit), unit =
+//        max_t p_t * max_t vScale_tg / 32767, two tokens' codes interleaved so one dot sums
+//        both (4 heads x 8 channels tile), minima give one bias per (head, group).
+//        The extra error is at most unit/2 per code (ERROR_BUDGETS.kernelRel in
+//        src/reference/quant.ts). Key rows with d*bits/8 % 8 != 0 (int2 at d = 80, say) use
+//        scalar tails; value groups with vg % 8 != 0 use the float path.
 // Scalar build: the same math in f32 (no fixed point).
 import { PAGE_TOKENS, PAYLOAD_OFFSET, FMT_F32, FMT_F16, formatBits, rowBytes, kScaleOff, kMinOff, kCodesOff, vScaleOff, vMinOff, vCodesOff } from './layout';
 import { MAX_HEAD_DIM, halfToFloat, F16_TO_F32_SCALE } from './quant';
