@@ -30,15 +30,18 @@
  *   `plan(ctx, keep)` whenever a lane exceeds its cap (about every `slack` tokens). The
  *   plan is a merge-and-reduce over **levels**: every entry carries in its policy state
  *   the number of halvings it went through (0 for a fresh token). To free R entries the
- *   plan halves the lowest level first (its oldest entries, 2·R at most, so the lane
- *   stays full), promotes the survivors to the next level, and goes up while entries
- *   must still go, like a carry in a binary counter. A fresh batch is thus halved up to
- *   the level of the older history and the lane keeps a near-uniform density over the
- *   whole stream with the cache's fixed memory (its cap: no level buffers beside it).
- *   Each plan walks only the entries it halves (about 2·R, never the whole lane), so the
- *   cost per token is O(B·d) amortised. The paper's MergeAndReduce keeps T buffers of B
- *   entries each instead (memory sinks + window + T·B + n/2^T, growing with n); a cache
- *   with a hard cap cannot, so the levels here share the cap.
+ *   plan halves the fullest level (counts weighted by `levelRatio`^level), its oldest
+ *   entries first and 2·R of them at most (so the lane stays full), promotes the
+ *   survivors to the next level, and repeats while entries must still go, like the carry
+ *   of a binary counter. Levels thus hold similar numbers of entries, each level covering
+ *   twice the stretch of the stream of the one below: density falls with age (recent
+ *   entries denser, as the paper's MergeAndReduce buffers), all of it within the cache's
+ *   fixed memory (the cap; no level buffers beside it). Each plan walks only the entries
+ *   it halves (about 2·R, never the whole lane), so the cost per token is O(B·d)
+ *   amortised. The paper's MergeAndReduce instead keeps T buffers of B entries (memory
+ *   sinks + window + T·B + n/2^T, growing with n); a cache with a hard cap cannot, so the
+ *   levels here share the cap, and a halving's block is the 2·R entries it frees (R is
+ *   about the cache's `slack`), not B, unless a long append frees more.
  * - *Prefill* (`mode: 'prefill'`, the experiments' one-shot). When the fresh (level-0)
  *   entries can be compressed by whole halvings to fit the budget beside the older
  *   entries (a long append: the prompt), they get the paper's T full halvings, T the
@@ -118,10 +121,28 @@ export const BALANCEKV_OPTIONS: Record<string, OptionSpec> = {
       return v;
     },
   },
-  /** Rescale each halving's survivors to the weight they replace. */
-  massCorrection: boolOption(false),
+  /**
+   * 'none' (default) keeps the code's weights (2 and 1), which lose the mass of the walk
+   * prefix's larger sign class; 'prefix' rescales the weight-2 survivors to the weight of
+   * the prefix they stand for (the tail survivors are exact); 'all' rescales every
+   * survivor (the components' `massCorrection: true`). See docs/results/balancekv.md.
+   */
+  massCorrection: oneOfOption('none', ['none', 'prefix', 'all'] as const),
   /** 'stream' (merge-and-reduce levels) or 'prefill' (one-shot T halvings of a long append). */
   mode: oneOfOption('stream', ['stream', 'prefill'] as const),
+  /**
+   * stream: the cascade halves the level l maximising count_l · levelRatio^l, so level l
+   * holds about levelRatio^-l as many entries as level 0 (1: equal counts, as the buffers
+   * of a binary counter; larger: denser recent history; 0: always the lowest level, which
+   * halves fresh entries up to the weight of the oldest: uniform density over the stream).
+   */
+  levelRatio: numOption(1, 0, 1e6),
+  /**
+   * prefill: at least this many halvings T of a long append (the code's `itrs`, 2 = 1/4),
+   * even when the budget would allow fewer; 0 (default): the fewest that fit the budget.
+   * T never exceeds log2 of the append's size, so at least one entry of it remains.
+   */
+  levels: { default: 0, check: (name, v) => checkInt(name, v, 0, MAX_LEVELS) },
   /** Needle-aware variant: outlier neighbourhoods kept with weight 1. */
   needle: boolOption(false),
   /** Neighbourhood of an outlier kept by the needle variant (positions each side). */
@@ -161,6 +182,37 @@ export interface BalanceKVPolicy extends Policy {
   readonly stats: BalanceKVStats;
 }
 
+/**
+ * Mass correction 'prefix' of one halving, in place on `keptW`: survivors whose weight
+ * doubled came from the walk's balanced prefix and stand for all of it, so they are
+ * rescaled to carry the prefix's weight (the walked weight minus the tail survivors',
+ * which stand only for themselves). Anchors (weight unchanged, `anc`) are exact. When
+ * no entry doubled (a one-sided walk), every walked survivor is rescaled instead.
+ * `inW`/`anc` are per walked entry (row `inRows[k]`), `keptRows`/`keptW` per survivor.
+ */
+function prefixMass(inW: Float64Array, anc: Uint8Array | null, keptRows: Int32Array, keptW: Float64Array, inRows: Int32Array): void {
+  const at = new Map<number, number>();
+  for (let k = 0; k < inRows.length; k++) at.set(inRows[k], k);
+  let before = 0;
+  for (let k = 0; k < inW.length; k++) if (!anc || !anc[k]) before += inW[k];
+  let doubled = 0, single = 0;
+  const kind = new Uint8Array(keptRows.length); // 0 anchor, 1 tail (weight kept), 2 doubled
+  for (let j = 0; j < keptRows.length; j++) {
+    const k = at.get(keptRows[j])!;
+    if (anc && anc[k]) continue;
+    if (keptW[j] > inW[k] * DOUBLED) { kind[j] = 2; doubled += keptW[j]; } else { kind[j] = 1; single += keptW[j]; }
+  }
+  if (doubled > 0 && before > single) {
+    const f = (before - single) / doubled;
+    for (let j = 0; j < keptRows.length; j++) if (kind[j] === 2) keptW[j] *= f;
+  } else if (doubled + single > 0) {
+    const f = before / (doubled + single);
+    for (let j = 0; j < keptRows.length; j++) if (kind[j] > 0) keptW[j] *= f;
+  }
+}
+/** A survivor whose weight grew by more than this factor was doubled by the prefix rule. */
+const DOUBLED = 1.5;
+
 const walkers = new WeakMap<Engine, WasmWalker>();
 const referenceWalker = new ReferenceWalker();
 
@@ -178,7 +230,7 @@ function ascending(a: number[]): Int32Array { return Int32Array.from(a).sort(); 
 
 /**
  * The `balancekv` policy factory: `{ name: 'balancekv', gamma, temp, blockSize, c0, center,
- * beta, massCorrection, mode, needle, needleRadius, needleRule, theoretical, delta }`
+ * beta, massCorrection, mode, levels, needle, needleRadius, needleRule, theoretical, delta }`
  * (every option optional; see `BALANCEKV_OPTIONS` and the module comment).
  */
 export const balancekvPolicy: PolicyFactory = {
@@ -189,7 +241,7 @@ export const balancekvPolicy: PolicyFactory = {
     const walk = resolveWalkParams({
       gamma: config.gamma as number, temp: config.temp as number, beta: config.beta as number | 'auto',
       blockSize: config.blockSize as number, c0: config.c0 as number, center: config.center as CenterMode,
-      massCorrection: config.massCorrection as boolean,
+      massCorrection: config.massCorrection === 'all',
     }, 'options.policy');
     const theoretical = config.theoretical as boolean;
     const needle = config.needle as boolean;
@@ -200,6 +252,9 @@ export const balancekvPolicy: PolicyFactory = {
     };
     const mode = config.mode as 'stream' | 'prefill';
     const radius = config.needleRadius as number;
+    const minLevels = config.levels as number;
+    const massMode = config.massCorrection as 'prefix' | 'all' | 'none';
+    const levelRatio = config.levelRatio as number;
     const W = BALANCEKV_STATE_WIDTH;
     const stats: BalanceKVStats = { plans: 0, halvings: 0, walked: 0, saturated: 0, failures: 0, ms: 0 };
 
@@ -252,6 +307,7 @@ export const balancekvPolicy: PolicyFactory = {
         stats.walked += n;
         stats.saturated += r.saturated;
         if (theoretical && r.saturated > 0) stats.failures++;
+        if (massMode === 'prefix' && !theoretical) prefixMass(weights, anc, r.order, r.weights, order);
         for (let k = 0; k < n; k++) alive[rows[k]] = 0;
         for (let k = 0; k < r.order.length; k++) {
           const i = r.order[k] - s0;
@@ -273,6 +329,8 @@ export const balancekvPolicy: PolicyFactory = {
           if (left === 0) break;
           if (others + left <= keep) { T = t; break; }
         }
+        // At least `levels` halvings, but never so many that nothing of the append remains.
+        while (T > 0 && T < minLevels && keptAfter(fresh.length, T + 1) > 0) T++;
         if (T > 0) {
           let rows = ascending(fresh);
           for (let t = 1; t <= T; t++) {
@@ -286,20 +344,26 @@ export const balancekvPolicy: PolicyFactory = {
 
       // stream (and prefill's fallback): lowest level first, oldest entries first, 2·(still to free) at most.
       while (remaining > keep) {
-        let low = Infinity;
         const count = new Map<number, number>();
         for (let i = 0; i < E; i++) if (alive[i]) count.set(level[i], (count.get(level[i]) ?? 0) + 1);
         const lv = [...count.keys()].sort((a, b) => a - b);
-        // The lowest level with two entries; single entries of lower levels join it.
-        let acc = 0;
-        for (const l of lv) { acc += count.get(l)!; low = l; if (acc >= 2) break; }
-        if (acc < 2) break; // unreachable: remaining > keep >= 1 means at least two alive entries
+        // The fullest level, counts weighted by levelRatio^l (ties: the lower level); with
+        // levelRatio 1 levels hold similar counts, as the buffers of a binary counter, and
+        // density falls with age. When no level holds two entries, the two lowest merge.
+        let lo = lv[0], hi = lv[0], best = -1;
+        for (const l of lv) {
+          const c = count.get(l)!;
+          const score = c < 2 ? -1 : c * Math.pow(levelRatio, l);
+          if (score > best) { best = score; lo = hi = l; }
+        }
+        if (best < 0) { lo = lv[0]; hi = lv[Math.min(1, lv.length - 1)]; }
         const group: number[] = [];
-        for (let i = 0; i < E; i++) if (alive[i] && level[i] <= low) group.push(i);
+        for (let i = 0; i < E; i++) if (alive[i] && level[i] >= lo && level[i] <= hi) group.push(i);
+        if (group.length < 2) break; // unreachable: remaining > keep >= 1 means two alive entries
         const need = remaining - keep;
         const take = Math.min(group.length, 2 * need);
         const rows = Int32Array.from(group.slice(0, take));
-        halve(rows, low + 1, low === 0);
+        halve(rows, hi + 1, hi === 0);
       }
 
       let m = 0;

@@ -7,7 +7,7 @@ import { laneBytesBound } from '../../src/budget/types.ts';
 import { pyramidShares } from '../../src/budget/pyramid.ts';
 import { FORMATS } from '../../src/formats.ts';
 import { ERROR_BUDGETS } from '../../src/reference/quant.ts';
-import { policyNames, registerPolicy, registerStage } from '../../src/policies/registry.ts';
+import { policyNames, registerPolicy, registerStage, type PolicySpec } from '../../src/policies/registry.ts';
 import { topK } from '../../src/policies/selector.ts';
 import { catchErr, prng, randn, refAttend, relErr } from '../cache/helpers.ts';
 
@@ -57,7 +57,9 @@ registerStage({
  */
 const tolKernel = (f: (typeof FORMATS)[number]) => Math.max(1e-5, 10 * ERROR_BUDGETS[f].kernelRel);
 
-const BASELINES = ['full', 'streaming-llm', 'h2o', 'snapkv', 'tova', 'knorm', 'uniform'];
+/** BalanceKV's hard config: tiny blocks, non-default kernel, needle anchors, prefill one-shot, corrected mass. */
+const BALANCEKV_HARD: PolicySpec = { name: 'balancekv', blockSize: 2, gamma: 0.5, temp: 0.1, center: 'real', beta: 'auto', needle: true, needleRadius: 1, mode: 'prefill', levels: 2, massCorrection: 'all', levelRatio: 2 };
+const BASELINES: PolicySpec[] = ['full', 'streaming-llm', 'h2o', 'snapkv', 'tova', 'knorm', 'uniform', 'balancekv', BALANCEKV_HARD];
 
 /** Positions of a lane's entries. */
 function positions(c: KVCache, layer: number, h: number): number[] {
@@ -100,7 +102,7 @@ m('every policy x planner x precision keeps within budget, keeps sinks and windo
     else if (planner === 'bytes') opts = { ...base, budget: { bytes: 64 * 1024 }, planner: 'pyramid' };
     else opts = { ...base, budget: { tokens: 72 }, planner };
     const c = engine.createCache(opts);
-    const what = `${policy}/${planner}/${precision}`;
+    const what = `${typeof policy === 'string' ? policy : `${policy.name}(hard)`}/${planner}/${precision}`;
     for (let l = 0; l < layers; l++) {
       c.observe(l, randn(3 * qHeads * d, rnd));
       c.append(l, randn(kvHeads * 150 * d, rnd), randn(kvHeads * 150 * d, rnd));
