@@ -18,6 +18,7 @@ import { createCache } from '../cache/cache.ts';
 import { klDivergence, nll, argmax } from './metrics.ts';
 import { makeNeedle, needleHit, needlePrompt } from './needle.ts';
 import { SplitMix } from './rng.ts';
+import { prefillOneShot } from '../model/prefill.ts';
 import { Progress } from './progress.ts';
 import type { EvalOptions } from './options.ts';
 
@@ -182,9 +183,9 @@ export function evalPpl(ctx: EvalContext): EvalRow[] {
 }
 
 /** Greedy continuation of a prompt through `attention`; stops at a newline or after `max` tokens. */
-function greedyAnswer(model: LlamaModel, ids: number[], attention: AttentionBackend, max: number): string {
+function greedyAnswer(model: LlamaModel, ids: number[], attention: AttentionBackend, max: number, oneshot = false): string {
   const V = model.config.vocabSize;
-  let logits = model.forward(ids, attention);
+  let logits = oneshot ? prefillOneShot(model, ids, attention) : model.forward(ids, attention);
   const out: number[] = [];
   let pos = ids.length;
   for (let i = 0; i < max; i++) {
@@ -220,7 +221,7 @@ export function evalNeedle(ctx: EvalContext): EvalRow[] {
           const t0 = now();
           const att = make();
           try {
-            const ans = greedyAnswer(model, ids, att, 12);
+            const ans = greedyAnswer(model, ids, att, 12, o.prefill === 'oneshot' && policy !== 'exact');
             rows.push({
               task: 'needle', policy, precision, ratio, budgetBytes: Math.floor(fullBytes * ratio), usedBytes: att.stats ? att.stats().bytes : fullBytes * 2,
               seed, tokens: ids.length, depth, accuracy: needleHit(ans, needle) ? 1 : 0, seconds: (now() - t0) / 1000,
@@ -319,7 +320,18 @@ export function evalAttnError(ctx: EvalContext): EvalRow[] {
         const cache = cacheFor(ctx, cfg, fullBytes * cfg.ratio, seed, 1);
         try {
           const kBuf = new Float32Array(kvDim), vBuf = new Float32Array(kvDim), out = new Float32Array(qDim);
-          for (let t = 0; t < P; t++) {
+          if (o.prefill === 'oneshot') {
+            // The papers' setting: observe the prompt's last queries, append the whole prefix once.
+            const W = Math.min(32, P);
+            cache.observe(0, cap.queries[li].slice((P - W) * qDim, P * qDim));
+            const K = new Float32Array(P * kvDim), Vv = new Float32Array(P * kvDim);
+            for (let t = 0; t < P; t++) for (let h = 0; h < c.kvHeads; h++) {
+              K.set(cap.keys[li].subarray(t * kvDim + h * d, t * kvDim + (h + 1) * d), (h * P + t) * d);
+              Vv.set(cap.values[li].subarray(t * kvDim + h * d, t * kvDim + (h + 1) * d), (h * P + t) * d);
+            }
+            cache.append(0, K, Vv);
+          }
+          for (let t = 0; o.prefill === 'stream' && t < P; t++) {
             // captured rows are [kvHeads*d] = [kvHeads, 1, d]: already the append layout for one token
             kBuf.set(cap.keys[li].subarray(t * kvDim, (t + 1) * kvDim));
             vBuf.set(cap.values[li].subarray(t * kvDim, (t + 1) * kvDim));

@@ -40,6 +40,8 @@ export interface EvalOptions {
   progress: boolean;
   /** needle: skip the exact-attention reference rows (when another process of a split sweep runs them). */
   noReference: boolean;
+  /** needle / attn-error: 'oneshot' (default: exact prompt, then one append per layer, compress once) or 'stream' (token by token). */
+  prefill: 'oneshot' | 'stream';
   title?: string;
 }
 
@@ -80,7 +82,7 @@ export const EVAL_HELP = `usage: edgekv eval --task ppl|needle|attn-error [flags
   --tokens N           context length (default 2048)
   --seeds N            seeds (text windows / needles / samplers) (default 3)
   --seed-start N       first seed (default 0; split a sweep over processes, merge with edgekv eval-report)
-  --sink N --window N  exact sink and recent-window tokens (default 4, 64)
+  --sink N --window N  exact sink and recent-window tokens (default 4, 32)
   --depths 0.1,0.5     needle depths (default 0.1,0.3,0.5,0.7,0.9)
   --contexts 2048,4000 needle context lengths (default --tokens)
   --layers 0,4,7       attn-error layers (default first, middle, last)
@@ -90,6 +92,8 @@ export const EVAL_HELP = `usage: edgekv eval --task ppl|needle|attn-error [flags
   --out FILE.json      also write JSON (+ .svg plots and .md table beside it)
   --title S            plot title
   --json               one JSON document on stdout
+  --prefill MODE       needle/attn-error: oneshot (exact prompt, one append per layer: the papers' setting)
+                       or stream (token by token, compressing as the prompt arrives) (default oneshot)
   --no-reference       ppl/needle: no exact-attention rows in the output (split sweeps)
   --no-progress        no progress output on stderr`;
 
@@ -107,7 +111,7 @@ export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
         out: { type: 'string' }, sink: { type: 'string' }, window: { type: 'string' },
         depths: { type: 'string' }, contexts: { type: 'string' }, layers: { type: 'string' },
         future: { type: 'string' }, planner: { type: 'string' }, hadamard: { type: 'boolean' },
-        'no-progress': { type: 'boolean' }, 'no-reference': { type: 'boolean' }, title: { type: 'string' }, 'eval-from': { type: 'string' },
+        'no-progress': { type: 'boolean' }, 'no-reference': { type: 'boolean' }, prefill: { type: 'string' }, title: { type: 'string' }, 'eval-from': { type: 'string' },
       },
     });
   } catch (e) {
@@ -133,7 +137,7 @@ export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
     json: !!v.json,
     out: v.out,
     sinkTokens: int(v.sink, '--sink', 0, 1 << 16, 4),
-    windowTokens: int(v.window, '--window', 0, 1 << 16, 64),
+    windowTokens: int(v.window, '--window', 0, 1 << 16, 32),
     depths: numList(v.depths, '--depths', 0, 1, [0.1, 0.3, 0.5, 0.7, 0.9]),
     contexts: v.contexts ? numList(v.contexts, '--contexts', 64, 1 << 20, []).map(Math.round) : [tokens],
     layers: v.layers ? numList(v.layers, '--layers', 0, 1024, []).map(Math.round) : undefined,
@@ -143,6 +147,7 @@ export function parseEvalArgs(argv: string[]): EvalOptions | 'help' {
     hadamard: !!v.hadamard,
     progress: !v['no-progress'],
     noReference: !!v['no-reference'],
+    prefill: v.prefill === undefined ? 'oneshot' : (['oneshot', 'stream'].includes(v.prefill) ? v.prefill as 'oneshot' | 'stream' : (() => { throw argError('--prefill', v.prefill, 'oneshot | stream'); })()),
     title: v.title,
   };
 }
