@@ -13,15 +13,23 @@
  *   --lanes 8                          KV heads attended per call (one layer)
  *   --group 4                          query heads per KV head (GQA group)
  *   --head-dim 128
- *   --splits 256                       split-K workgroups per lane (WebGPUAttention.targetSplits)
+ *   --splits N                         split workgroups per dispatch (WebGPUAttention.targetSplits) [1024]
+ *   --variants "a;b;..."               kernel variants measured side by side, each a comma list of
+ *                                      splits=N, w=1|2|4 (words per thread), rg=N (row groups),
+ *                                      hpp=N (heads per pass); "default" = the defaults  [default]
  *   --min-ms 300                       GPU time per measurement (iterations chosen to reach it)
  *   --cpu / --no-cpu [--cpu]           also time the WASM kernels (wasm-simd) on the same pages
  *   --peak-gbps N                      the GPU's memory bandwidth, for the fraction column
  *   --out FILE                         JSON path [bench/results/webgpu-<date>.json]
  *
  * GB/s = bytes of the pages attended (payload + scales + minima + log-weights +
- * positions) / wall time per call. Pages are a cycle of 64 distinct random pages per
- * format (content does not change the bytes read). SwiftShader / llvmpipe numbers are
+ * positions) / time per call. Time per call: N and 2N calls are encoded into one command
+ * buffer each (encoding not timed), submitted, and timed from submit to
+ * onSubmittedWorkDone; per call = (T(2N) - T(N)) / N, which removes the fixed
+ * submit/completion latency (`gpuMsMean` = T(2N) / 2N keeps it). Pages are a cycle of 64
+ * distinct random pages per format (content does not change the bytes read). Every row
+ * checks lane 0 against the float64 reference over the same page bytes
+ * (`maxRelErrVsRef`, relative to max |out|). SwiftShader / llvmpipe numbers are
  * correctness checks, never GPU performance.
  */
 import { createEngine } from '../src/engine.ts';
@@ -30,7 +38,9 @@ import type { Format } from '../src/formats.ts';
 import { createWebGPUContext } from '../src/webgpu/device.ts';
 import { createWebGPUAttention } from '../src/webgpu/attention.ts';
 import { WasmPagedAttention } from '../src/webgpu/backend.ts';
-import { encodePage } from '../src/webgpu/pagecodec.ts';
+import { decodePage, encodePage, referenceAttention } from '../src/webgpu/pagecodec.ts';
+import type { DecodedPage } from '../src/webgpu/pagecodec.ts';
+import type { AttentionTuning } from '../src/webgpu/wgsl.ts';
 import type { Gpu } from '../src/webgpu/gpu-types.ts';
 
 /** Distinct random pages per format (cycled over the lanes). */
@@ -42,14 +52,19 @@ const KNOWN_PEAK_GBPS: Array<[RegExp, number]> = [[/H200/i, 4800], [/H100.*PCIe/
 
 declare const Deno: { args: string[]; version: { deno: string }; build: { os: string; arch: string } } | undefined;
 
+interface Variant { name: string; splits: number; tuning: AttentionTuning }
+
 interface Row {
+  variant: string;
   format: Format;
   tokensPerLane: number;
   lanes: number;
   pagesPerLane: number;
   bytes: number;
   gpuMs: number;
+  gpuMsMean: number;
   gpuGBps: number;
+  maxRelErrVsRef: number;
   gpuFractionOfPeak: number | null;
   cpuMs: number | null;
   cpuGBps: number | null;
@@ -63,7 +78,7 @@ function args(): string[] {
 }
 
 function parse(argv: string[]) {
-  const o = { tokens: [4096, 16384, 65536, 262144], formats: ['f16', 'int4'] as Format[], lanes: 8, group: 4, headDim: 128, splits: 256, minMs: 300, cpu: true, peak: null as number | null, out: '' };
+  const o = { tokens: [4096, 16384, 65536, 262144], formats: ['f16', 'int4'] as Format[], lanes: 8, group: 4, headDim: 128, splits: 1024, variants: 'default', minMs: 300, cpu: true, peak: null as number | null, out: '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
     if (a === '--tokens') o.tokens = v().split(',').map(Number);
@@ -72,6 +87,7 @@ function parse(argv: string[]) {
     else if (a === '--group') o.group = Number(v());
     else if (a === '--head-dim') o.headDim = Number(v());
     else if (a === '--splits') o.splits = Number(v());
+    else if (a === '--variants') o.variants = v();
     else if (a === '--min-ms') o.minMs = Number(v());
     else if (a === '--cpu') o.cpu = true;
     else if (a === '--no-cpu') o.cpu = false;
@@ -83,6 +99,26 @@ function parse(argv: string[]) {
   for (const t of o.tokens) if (!Number.isInteger(t) || t < 1) throw new Error(`--tokens: ${t} is not a positive integer`);
   return o;
 }
+
+function parseVariants(spec: string, splits: number): Variant[] {
+  return spec.split(';').map((name) => {
+    const v: Variant = { name, splits, tuning: {} };
+    if (name === 'default') return v;
+    for (const kv of name.split(',')) {
+      const [k, x] = kv.split('=');
+      const n = Number(x);
+      if (k === 'splits') v.splits = n;
+      else if (k === 'w') v.tuning.wordsPerThread = n;
+      else if (k === 'rg') v.tuning.rowGroups = n;
+      else if (k === 'hpp') v.tuning.headsPerPass = n;
+      else throw new Error(`--variants: unknown key ${k} in "${name}"`);
+    }
+    return v;
+  });
+}
+
+/** Largest iteration count per command buffer. */
+const MAX_ITERATIONS = 20000;
 
 async function findGpu(): Promise<{ gpu: Gpu | undefined; source: string }> {
   const nav = (globalThis as { navigator?: { gpu?: Gpu } }).navigator;
@@ -124,6 +160,7 @@ async function main(): Promise<void> {
   const rand = rng(1);
   const engine = o.cpu ? await createEngine() : null;
   const rows: Row[] = [];
+  const variants = parseVariants(o.variants, o.splits);
   for (const format of o.formats) {
     const pb = pageBytes(format, d, vg);
     const distinct: Uint8Array[] = [];
@@ -135,61 +172,78 @@ async function main(): Promise<void> {
       const pagesPerLane = Math.ceil(tokens / PAGE_TOKENS);
       const bytes = pagesPerLane * o.lanes * pb;
       const q = new Float32Array(o.lanes * G * d).map(rand);
-      const gpuAttn = await createWebGPUAttention({ context: ctx, headDim: d, groupSize: G, valueGroup: vg, targetSplits: o.splits });
-      let row: Row;
-      try {
-        await gpuAttn.reserve(format, pagesPerLane * o.lanes);
-        const lanes: number[] = [];
-        for (let l = 0; l < o.lanes; l++) {
-          const lane = gpuAttn.createLane();
-          for (let p = 0; p < pagesPerLane; p++) {
-            const last = p === pagesPerLane - 1 ? tokens - p * PAGE_TOKENS : PAGE_TOKENS;
-            gpuAttn.writePage(lane, p, format, distinct[(p + 7 * l) % DISTINCT_PAGES], last);
+      const pageOf = (l: number, p: number) => distinct[(p + 7 * l) % DISTINCT_PAGES];
+      const countOf = (p: number) => (p === pagesPerLane - 1 ? tokens - p * PAGE_TOKENS : PAGE_TOKENS);
+      // float64 reference for lane 0
+      const decoded: DecodedPage[] = [];
+      for (let p = 0; p < pagesPerLane; p++) decoded.push(decodePage(format, d, vg, countOf(p), pageOf(0, p)));
+      const ref = referenceAttention(decoded, q.subarray(0, G * d), G, d, 1 / Math.sqrt(d));
+      let refMax = 0;
+      for (const x of ref.out) refMax = Math.max(refMax, Math.abs(x));
+      let cpu: { ms: number; out: Float32Array } | null = null;
+      if (engine) {
+        const w = new WasmPagedAttention(engine, { headDim: d, groupSize: G, valueGroup: vg });
+        try {
+          const wl: number[] = [];
+          for (let l = 0; l < o.lanes; l++) {
+            const lane = w.createLane();
+            for (let p = 0; p < pagesPerLane; p++) w.writePage(lane, p, format, pageOf(l, p), countOf(p));
+            wl.push(lane);
           }
-          lanes.push(lane);
+          const r = w.attendSync(wl, q);
+          let reps = 0;
+          const t0 = performance.now();
+          while (reps < 3 || performance.now() - t0 < o.minMs) { w.attendSync(wl, q); reps++; }
+          cpu = { ms: (performance.now() - t0) / reps, out: r.out.slice() };
+        } catch (e) {
+          log(`  cpu ${format} ${tokens}: ${(e as Error).message}`);
+        } finally {
+          w.destroy();
         }
-        const once = await gpuAttn.timeAttend(lanes, q, 1);
-        const iterations = Math.max(3, Math.min(10000, Math.ceil(o.minMs / Math.max(once, 1e-3))));
-        const gpuMs = await gpuAttn.timeAttend(lanes, q, iterations);
-        row = {
-          format, tokensPerLane: tokens, lanes: o.lanes, pagesPerLane, bytes, gpuMs, gpuGBps: bytes / GB / (gpuMs / 1e3),
-          gpuFractionOfPeak: null, cpuMs: null, cpuGBps: null, maxAbsDiffVsCpu: null, iterations,
-        };
-        if (peak) row.gpuFractionOfPeak = row.gpuGBps / peak;
-        if (engine) {
-          const w = new WasmPagedAttention(engine, { headDim: d, groupSize: G, valueGroup: vg });
-          try {
-            const wl: number[] = [];
-            for (let l = 0; l < o.lanes; l++) {
-              const lane = w.createLane();
-              for (let p = 0; p < pagesPerLane; p++) {
-                const last = p === pagesPerLane - 1 ? tokens - p * PAGE_TOKENS : PAGE_TOKENS;
-                w.writePage(lane, p, format, distinct[(p + 7 * l) % DISTINCT_PAGES], last);
-              }
-              wl.push(lane);
-            }
-            const ref = w.attendSync(wl, q);
-            let reps = 0;
-            const t0 = performance.now();
-            while (reps < 3 || performance.now() - t0 < o.minMs) { w.attendSync(wl, q); reps++; }
-            row.cpuMs = (performance.now() - t0) / reps;
-            row.cpuGBps = bytes / GB / (row.cpuMs / 1e3);
-            const got = await gpuAttn.attend(lanes, q);
-            let diff = 0;
-            for (let i = 0; i < ref.out.length; i++) diff = Math.max(diff, Math.abs(ref.out[i] - got.out[i]));
-            row.maxAbsDiffVsCpu = diff;
-          } catch (e) {
-            log(`  cpu ${format} ${tokens}: ${(e as Error).message}`);
-          } finally {
-            w.destroy();
-          }
-        }
-      } finally {
-        gpuAttn.destroy();
       }
-      rows.push(row);
-      log(`${format.padEnd(4)} ${String(tokens).padStart(7)} tok x ${o.lanes} lanes  ${(bytes / 2 ** 20).toFixed(1).padStart(8)} MiB  gpu ${row.gpuMs.toFixed(3).padStart(9)} ms ${row.gpuGBps.toFixed(1).padStart(8)} GB/s${row.gpuFractionOfPeak !== null ? ` (${(100 * row.gpuFractionOfPeak).toFixed(1)}% of peak)` : ''}` +
-        (row.cpuMs !== null ? `  wasm ${row.cpuMs.toFixed(3).padStart(9)} ms ${row.cpuGBps!.toFixed(2).padStart(7)} GB/s  |gpu-wasm| ${row.maxAbsDiffVsCpu!.toExponential(1)}` : ''));
+      for (const variant of variants) {
+        const gpuAttn = await createWebGPUAttention({ context: ctx, headDim: d, groupSize: G, valueGroup: vg, targetSplits: variant.splits, tuning: variant.tuning });
+        let row: Row;
+        try {
+          await gpuAttn.reserve(format, pagesPerLane * o.lanes);
+          const lanes: number[] = [];
+          for (let l = 0; l < o.lanes; l++) {
+            const lane = gpuAttn.createLane();
+            for (let p = 0; p < pagesPerLane; p++) gpuAttn.writePage(lane, p, format, pageOf(l, p), countOf(p));
+            lanes.push(lane);
+          }
+          const got = await gpuAttn.attend(lanes, q);
+          let err = 0;
+          for (let i = 0; i < G * d; i++) err = Math.max(err, Math.abs(got.out[i] - ref.out[i]) / refMax);
+          // calibrate N so that N calls take about minMs / 2, then time N and 2N
+          let n = 4, tn = await gpuAttn.timeAttend(lanes, q, n);
+          while (tn < o.minMs / 2 && n < MAX_ITERATIONS) {
+            n = Math.min(MAX_ITERATIONS, Math.ceil(n * Math.min(16, Math.max(2, o.minMs / 2 / Math.max(tn, 1e-3)))));
+            tn = await gpuAttn.timeAttend(lanes, q, n);
+          }
+          const t2n = await gpuAttn.timeAttend(lanes, q, 2 * n);
+          const mean = t2n / (2 * n);
+          const slope = (t2n - tn) / n;
+          const gpuMs = slope > 0 ? slope : mean;
+          row = {
+            variant: variant.name, format, tokensPerLane: tokens, lanes: o.lanes, pagesPerLane, bytes, gpuMs, gpuMsMean: mean, gpuGBps: bytes / GB / (gpuMs / 1e3),
+            maxRelErrVsRef: err, gpuFractionOfPeak: null, cpuMs: null, cpuGBps: null, maxAbsDiffVsCpu: null, iterations: n,
+          };
+          if (peak) row.gpuFractionOfPeak = row.gpuGBps / peak;
+          if (cpu) {
+            row.cpuMs = cpu.ms;
+            row.cpuGBps = bytes / GB / (cpu.ms / 1e3);
+            let diff = 0;
+            for (let i = 0; i < cpu.out.length; i++) diff = Math.max(diff, Math.abs(cpu.out[i] - got.out[i]));
+            row.maxAbsDiffVsCpu = diff;
+          }
+        } finally {
+          gpuAttn.destroy();
+        }
+        rows.push(row);
+        log(`${variant.name.padEnd(12)} ${format.padEnd(4)} ${String(tokens).padStart(7)} tok x ${o.lanes} lanes ${(bytes / 2 ** 20).toFixed(1).padStart(8)} MiB  gpu ${(row.gpuMs * 1e3).toFixed(1).padStart(8)} us (mean ${(row.gpuMsMean * 1e3).toFixed(1)}) ${row.gpuGBps.toFixed(1).padStart(7)} GB/s${row.gpuFractionOfPeak !== null ? ` (${(100 * row.gpuFractionOfPeak).toFixed(1)}%)` : ''} err ${row.maxRelErrVsRef.toExponential(1)}` +
+          (row.cpuMs !== null ? `  wasm ${row.cpuMs.toFixed(3)} ms ${row.cpuGBps!.toFixed(2)} GB/s |gpu-wasm| ${row.maxAbsDiffVsCpu!.toExponential(1)}` : ''));
+      }
     }
   }
   const report = {
@@ -202,7 +256,7 @@ async function main(): Promise<void> {
     limits: { maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize, maxBufferSize: ctx.limits.maxBufferSize, maxComputeWorkgroupStorageSize: ctx.limits.maxComputeWorkgroupStorageSize },
     cpuThreads: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? null,
     revision: await gitRevision(),
-    config: { headDim: d, groupSize: G, valueGroup: vg, lanes: o.lanes, targetSplits: o.splits, minMs: o.minMs },
+    config: { headDim: d, groupSize: G, valueGroup: vg, lanes: o.lanes, targetSplits: o.splits, variants: variants.map((v) => v.name), minMs: o.minMs, timing: 'per call = (T(2N) - T(N)) / N, T from submit to onSubmittedWorkDone' },
     results: rows,
   };
   ctx.destroy();

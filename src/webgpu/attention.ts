@@ -20,17 +20,25 @@ import { BufferUsage, MAP_MODE_READ, SHADER_STAGE_COMPUTE } from './gpu-types.ts
 import type { GpuBindGroupLayout, GpuBuffer, GpuComputePipeline, GpuDevice, GpuError } from './gpu-types.ts';
 import { WebGPUContext, createWebGPUContext } from './device.ts';
 import type { WebGPUContextOptions } from './device.ts';
-import { PARAMS_STRIDE, WORKGROUP_SIZE, attentionShader, attentionWorkgroupBytes, mergeShader, partialStride } from './wgsl.ts';
+import { PARAMS_STRIDE, WORKGROUP_SIZE, MAX_HEADS_PER_PASS, attentionLayout, attentionShader, attentionWorkgroupBytes, mergeLayout, mergeShader, partialStride } from './wgsl.ts';
+import type { AttentionTuning } from './wgsl.ts';
 import type { AttentionResult } from './pagecodec.ts';
 
 /** Largest GQA group (query heads per KV head) accepted. */
 export const MAX_GROUP_SIZE = 32;
-/** Default cap of one pool chunk (bytes); lowered to the device's binding limit. */
-export const DEFAULT_CHUNK_BYTES = 256 * 1024 * 1024;
+/**
+ * Default cap of one pool chunk (bytes); lowered to the device's binding limit. Each
+ * (format, chunk) is one dispatch per call, so large chunks keep the dispatch count low.
+ */
+export const DEFAULT_CHUNK_BYTES = 1024 * 1024 * 1024;
 /** Page slots a new chunk starts with (it doubles as it fills). */
 export const INITIAL_CHUNK_PAGES = 64;
-/** Default number of splits (workgroups) one lane's pages are cut into. */
-export const DEFAULT_TARGET_SPLITS = 256;
+/**
+ * Default target of split workgroups per dispatch (one dispatch per format and pool
+ * chunk, over all lanes of the call): a dispatch's pages are cut into runs of
+ * `ceil(pages / targetSplits)` pages, each lane's run list separately.
+ */
+export const DEFAULT_TARGET_SPLITS = 1024;
 /** The merge kernel writes an lse at or below this for a head without live entries. */
 const NO_ENTRY_LSE = -1e38;
 /** Page-table caches kept (one per distinct lane list, e.g. one per layer). */
@@ -47,11 +55,18 @@ export interface WebGPUAttentionOptions extends WebGPUContextOptions {
   valueGroup?: number;
   /** Cap of one pool chunk in bytes; default 256 MiB, lowered to the device's limits. */
   chunkBytes?: number;
-  /** Splits (workgroups) per lane; default 256. More splits: more parallelism, a larger merge. */
+  /**
+   * Target number of split workgroups per dispatch (all lanes of a call together; one
+   * dispatch per format and pool chunk); default 1024. More splits: more parallelism,
+   * more partial records to merge.
+   */
   targetSplits?: number;
+  /** Kernel layout knobs (benchmarks); defaults are chosen per shape. */
+  tuning?: AttentionTuning;
 }
 
-const ATTENTION_OPTIONS = ['gpu', 'device', 'powerPreference', 'onNotice', 'context', 'headDim', 'groupSize', 'valueGroup', 'chunkBytes', 'targetSplits'] as const;
+const ATTENTION_OPTIONS = ['gpu', 'device', 'powerPreference', 'onNotice', 'context', 'headDim', 'groupSize', 'valueGroup', 'chunkBytes', 'targetSplits', 'tuning'] as const;
+const TUNING_OPTIONS = ['wordsPerThread', 'rowGroups', 'headsPerPass'] as const;
 
 interface Slot { format: Format; chunk: number; index: number; count: number }
 interface Lane { pages: Slot[]; version: number }
@@ -112,7 +127,7 @@ function kernelCache(device: GpuDevice): KernelCache {
 interface Plan { versions: number[]; buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number }
 
 /** Validated options for the constructor. */
-interface Shape { headDim: number; groupSize: number; valueGroup: number; chunkBytes: number; targetSplits: number }
+interface Shape { headDim: number; groupSize: number; valueGroup: number; chunkBytes: number; targetSplits: number; tuning: AttentionTuning }
 
 /** Decode attention over GPU-resident paged lanes. Create with `createWebGPUAttention`. */
 export class WebGPUAttention {
@@ -121,6 +136,8 @@ export class WebGPUAttention {
   readonly groupSize: number;
   readonly valueGroup: number;
   readonly targetSplits: number;
+  /** Kernel layout knobs in use (empty: defaults per shape). */
+  readonly tuning: Readonly<AttentionTuning>;
   private readonly device: GpuDevice;
   private readonly ownsContext: boolean;
   private readonly chunkBytes: number;
@@ -145,12 +162,18 @@ export class WebGPUAttention {
     this.groupSize = shape.groupSize;
     this.valueGroup = shape.valueGroup;
     this.targetSplits = shape.targetSplits;
+    this.tuning = Object.freeze({ ...shape.tuning });
     this.ownsContext = ownsContext;
     const lim = context.limits;
     this.chunkBytes = Math.min(shape.chunkBytes, lim.maxStorageBufferBindingSize, lim.maxBufferSize);
     for (const f of FORMATS) {
       const pb = pageBytes(f, this.headDim, this.valueGroup);
-      const need = attentionWorkgroupBytes({ format: f, headDim: this.headDim, valueGroup: this.valueGroup, groupSize: this.groupSize });
+      const shapeF = { format: f, headDim: this.headDim, valueGroup: this.valueGroup, groupSize: this.groupSize };
+      const need = attentionWorkgroupBytes(shapeF, this.tuning);
+      const threads = attentionLayout(shapeF, this.tuning).WG;
+      if (threads > lim.maxComputeInvocationsPerWorkgroup || threads > lim.maxComputeWorkgroupSizeX) {
+        throw new EdgeKVError('E_UNSUPPORTED', `webgpu attention with headDim = ${this.headDim} (${f}) needs workgroups of ${threads} threads; this device allows ${Math.min(lim.maxComputeInvocationsPerWorkgroup, lim.maxComputeWorkgroupSizeX)}. Use the wasm-simd backend for this geometry`, 'headDim');
+      }
       if (need > lim.maxComputeWorkgroupStorageSize) {
         throw new EdgeKVError('E_UNSUPPORTED', `webgpu attention with headDim = ${this.headDim} and groupSize = ${this.groupSize} needs ${need} bytes of workgroup memory; this device allows ${lim.maxComputeWorkgroupStorageSize}. Use the wasm-simd backend for this geometry`, 'groupSize');
       }
@@ -285,24 +308,22 @@ export class WebGPUAttention {
     const G = this.groupSize, d = this.headDim;
     checkF32('q', q, lanes.length * G * d);
     const sc = scale === undefined ? 1 / Math.sqrt(d) : checkNum('scale', scale, Number.MIN_VALUE, 1e6);
-    const run = this.tail.then(() => this.run(lanes.slice(), q, sc, 1, true));
+    const run = this.tail.then(() => this.run(lanes.slice(), q, sc, 1, true) as Promise<AttentionResult>);
     this.tail = run.catch(() => {});
     return run as Promise<AttentionResult>;
   }
 
   /**
-   * Benchmark hook: run attention `iterations` times in one submit (no read-back) and
-   * return the wall time per call in milliseconds (after one warm-up call).
+   * Benchmark hook: encode attention `iterations` times into one command buffer (no
+   * read-back), submit it and return the wall time from submit to completion in
+   * milliseconds, for all iterations together (after one warm-up call). Encoding is
+   * not timed; the submit-to-done latency is (difference two counts to remove it).
    */
   async timeAttend(lanes: readonly number[], q: Float32Array, iterations: number, scale?: number): Promise<number> {
     await this.attend(lanes, q, scale);
     checkInt('iterations', iterations, 1, 1e6);
     const sc = scale === undefined ? 1 / Math.sqrt(this.headDim) : scale;
-    const run = this.tail.then(async () => {
-      const t0 = performance.now();
-      await this.run(lanes.slice(), q, sc, iterations, false);
-      return (performance.now() - t0) / iterations;
-    });
+    const run = this.tail.then(async () => (await this.run(lanes.slice(), q, sc, iterations, false)) as number);
     this.tail = run.catch(() => {});
     return run;
   }
@@ -412,11 +433,11 @@ export class WebGPUAttention {
   }
 
   private pipeline(format: Format | 'merge'): Promise<GpuComputePipeline> {
-    const key = format === 'merge' ? `merge/${this.headDim}/${this.groupSize}` : `${format}/${this.headDim}/${this.valueGroup}/${this.groupSize}`;
+    const key = format === 'merge' ? `merge/${this.headDim}/${this.groupSize}` : `${format}/${this.headDim}/${this.valueGroup}/${this.groupSize}/${JSON.stringify(this.tuning)}`;
     let p = this.pipelines.get(key);
     if (!p) {
       const code = format === 'merge' ? mergeShader(this.groupSize, this.headDim)
-        : attentionShader({ format, headDim: this.headDim, valueGroup: this.valueGroup, groupSize: this.groupSize });
+        : attentionShader({ format, headDim: this.headDim, valueGroup: this.valueGroup, groupSize: this.groupSize }, this.tuning);
       p = (async () => {
         this.device.pushErrorScope('validation');
         let pipe: GpuComputePipeline | null = null, thrown: unknown = null;
@@ -445,27 +466,34 @@ export class WebGPUAttention {
     const versions = lanes.map((id) => this.lanes.get(id)!.version);
     const cached = this.plans.get(key);
     if (cached && cached.versions.every((v, i) => v === versions[i])) return cached;
-    // group each lane's pages by (format, chunk); cut into splits; partials lane-major
-    type Group = { format: Format; chunk: number; splits: number[]; entries: number[] };
+    // group each lane's pages by (format, chunk): one dispatch per group. A group's runs are
+    // `ceil(groupPages / targetSplits)` pages long, so every dispatch has about
+    // `targetSplits` workgroups whatever the lane count; partials are numbered lane-major.
+    type Group = { format: Format; chunk: number; splits: number[]; entries: number[]; pages: number; per: number };
     const groups = new Map<string, Group>();
-    const mplan: number[] = [];
-    let partial = 0;
-    for (let li = 0; li < lanes.length; li++) {
-      const pages = this.lanes.get(lanes[li])!.pages;
-      const per = Math.max(1, Math.ceil(pages.length / this.targetSplits));
-      const first = partial;
+    const laneGroups: Array<Map<string, Slot[]>> = [];
+    for (const id of lanes) {
       const byGroup = new Map<string, Slot[]>();
-      for (const s of pages) {
+      for (const s of this.lanes.get(id)!.pages) {
         const k = `${s.format}:${s.chunk}`;
         let arr = byGroup.get(k);
         if (!arr) byGroup.set(k, (arr = []));
         arr.push(s);
-      }
-      for (const [k, slots] of byGroup) {
         let g = groups.get(k);
-        if (!g) groups.set(k, (g = { format: slots[0].format, chunk: slots[0].chunk, splits: [], entries: [] }));
-        for (let i = 0; i < slots.length; i += per) {
-          const n = Math.min(per, slots.length - i);
+        if (!g) groups.set(k, (g = { format: s.format, chunk: s.chunk, splits: [], entries: [], pages: 0, per: 1 }));
+        g.pages++;
+      }
+      laneGroups.push(byGroup);
+    }
+    for (const g of groups.values()) g.per = Math.max(1, Math.ceil(g.pages / this.targetSplits));
+    const mplan: number[] = [];
+    let partial = 0;
+    for (let li = 0; li < lanes.length; li++) {
+      const first = partial;
+      for (const [k, slots] of laneGroups[li]) {
+        const g = groups.get(k)!;
+        for (let i = 0; i < slots.length; i += g.per) {
+          const n = Math.min(g.per, slots.length - i);
           g.splits.push(li, g.entries.length / 2, n, partial++);
           for (let j = i; j < i + n; j++) g.entries.push(slots[j].index, slots[j].count);
         }
@@ -523,7 +551,7 @@ export class WebGPUAttention {
     return [Math.max(1, x), Math.max(1, Math.ceil(n / Math.max(1, x)))];
   }
 
-  private async run(lanes: number[], q: Float32Array, scale: number, iterations: number, readBack: boolean): Promise<AttentionResult | void> {
+  private async run(lanes: number[], q: Float32Array, scale: number, iterations: number, readBack: boolean): Promise<AttentionResult | number> {
     this.check('attend');
     const G = this.groupSize, d = this.headDim;
     const plan = this.plan(lanes);
@@ -544,15 +572,16 @@ export class WebGPUAttention {
     dev.queue.writeBuffer(qb, 0, q);
     const pdata = new ArrayBuffer(PARAMS_STRIDE * (plan.dispatches.length + 1));
     const pu = new Uint32Array(pdata), pf = new Float32Array(pdata);
-    const grids: Array<[number, number]> = [];
+    const grids: Array<[number, number, number]> = [];
     plan.dispatches.forEach((x, i) => {
       const o = (i * PARAMS_STRIDE) / 4;
       const g = this.grid(x.numSplits);
-      grids.push(g);
+      const headBlocks = attentionLayout({ format: x.format, headDim: d, valueGroup: this.valueGroup, groupSize: G }, this.tuning).HB;
+      grids.push([g[0], g[1], headBlocks]);
       pu[o] = x.splitOffset; pu[o + 1] = x.numSplits; pf[o + 2] = scale; pu[o + 3] = g[0];
     });
     const mo = (plan.dispatches.length * PARAMS_STRIDE) / 4;
-    const mg = this.grid(lanes.length * G);
+    const mg = this.grid(lanes.length * G * mergeLayout(d).NCH);
     pu[mo] = lanes.length; pu[mo + 1] = mg[0]; pu[mo + 2] = outFloats; pu[mo + 3] = plan.mplanOffset;
     dev.queue.writeBuffer(params, 0, pdata);
     const planBinding = { buffer: plan.buffer, offset: 0, size: Math.max(16, plan.bytes) };
@@ -583,7 +612,7 @@ export class WebGPUAttention {
       plan.dispatches.forEach((x, i) => {
         pass.setPipeline(pipes.get(x.format)!);
         pass.setBindGroup(0, groups[i], [i * PARAMS_STRIDE]);
-        pass.dispatchWorkgroups(grids[i][0], grids[i][1]);
+        pass.dispatchWorkgroups(grids[i][0], grids[i][1], grids[i][2]);
       });
       pass.setPipeline(pipes.get('merge')!);
       pass.setBindGroup(0, mergeGroup, [mo * 4]);
@@ -591,14 +620,17 @@ export class WebGPUAttention {
       pass.end();
     }
     if (staging) enc.copyBufferToBuffer(rb, 0, staging, 0, resultBytes);
-    dev.queue.submit([enc.finish()]);
+    const commands = enc.finish();
+    const t0 = performance.now();
+    dev.queue.submit([commands]);
     const verr = dev.popErrorScope();
     if (!staging) {
       await dev.queue.onSubmittedWorkDone();
+      const elapsed = performance.now() - t0;
       const e = await verr;
       if (e) throw new EdgeKVError('E_BACKEND', `attend: WebGPU validation error: ${e.message}`);
       this.check('attend');
-      return;
+      return elapsed;
     }
     try {
       await staging.mapAsync(MAP_MODE_READ, 0, resultBytes);
@@ -628,14 +660,26 @@ export async function createWebGPUAttention(options: WebGPUAttentionOptions): Pr
   const shape = validateShape(options);
   const chunkBytes = options.chunkBytes === undefined ? DEFAULT_CHUNK_BYTES : checkInt('options.chunkBytes', options.chunkBytes, 4096, 2 ** 53 - 1);
   const targetSplits = options.targetSplits === undefined ? DEFAULT_TARGET_SPLITS : checkInt('options.targetSplits', options.targetSplits, 1, 65535);
+  const tuning = validateTuning(options.tuning);
   const own = !options.context;
   const ctx = options.context ?? await createWebGPUContext({ gpu: options.gpu, device: options.device, powerPreference: options.powerPreference, onNotice: options.onNotice });
   try {
-    return new WebGPUAttention(ctx, { ...shape, chunkBytes, targetSplits }, own);
+    return new WebGPUAttention(ctx, { ...shape, chunkBytes, targetSplits, tuning }, own);
   } catch (e) {
     if (own) ctx.destroy();
     throw e;
   }
+}
+
+function validateTuning(t: AttentionTuning | undefined): AttentionTuning {
+  if (t === undefined) return {};
+  if (t === null || typeof t !== 'object') throw argError('options.tuning', t, 'an object { wordsPerThread?, rowGroups?, headsPerPass? }');
+  checkKeys('options.tuning', t, TUNING_OPTIONS);
+  const out: AttentionTuning = {};
+  if (t.wordsPerThread !== undefined) out.wordsPerThread = checkOneOf('options.tuning.wordsPerThread', t.wordsPerThread, [1, 2, 4]);
+  if (t.rowGroups !== undefined) out.rowGroups = checkOneOf('options.tuning.rowGroups', t.rowGroups, [1, 2, 4, 8, 16, 32]);
+  if (t.headsPerPass !== undefined) out.headsPerPass = checkInt('options.tuning.headsPerPass', t.headsPerPass, 1, MAX_HEADS_PER_PASS);
+  return out;
 }
 
 /** Default value group: the largest of 32, 16, 8 dividing headDim (as the cache does), e.g. 16 for headDim 80. */

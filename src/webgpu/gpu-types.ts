@@ -29,6 +29,7 @@ export interface GpuLimits {
   readonly maxBufferSize: number;
   readonly maxComputeWorkgroupStorageSize: number;
   readonly maxComputeInvocationsPerWorkgroup: number;
+  readonly maxComputeWorkgroupSizeX: number;
   readonly maxComputeWorkgroupsPerDimension: number;
   readonly maxStorageBuffersPerShaderStage: number;
   readonly minUniformBufferOffsetAlignment: number;

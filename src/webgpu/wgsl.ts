@@ -1,31 +1,61 @@
 /**
  * WGSL sources, generated per shape (format, head dim, value group, GQA group size)
- * so that every loop bound and workgroup array size is a constant.
+ * so that every loop bound, register set and workgroup array size is a constant.
  *
- * Decode attention is split-K ("flash-decoding"): each workgroup runs online softmax
- * over a contiguous run of one lane's pages and writes a partial record
- * `(m[G], l[G], acc[G][d])` (running max, sum of exp, unnormalised numerator); a
- * second kernel merges a lane's partials with log-sum-exp and writes
- * `out[G][d] = acc / l` and `lse[G] = m + ln l`. All G query heads of a GQA group are
- * handled by one workgroup, so each KV byte is read once per step.
+ * Decode attention is split-K ("flash-decoding"): each workgroup streams a contiguous
+ * run of one lane's pages and writes a partial record `(m[G], l[G], acc[G][d])`
+ * (running max in log2 units, sum of exp2, unnormalised numerator); a second kernel
+ * merges a lane's partials with log-sum-exp and writes `out[G][d] = acc / l` and
+ * `lse[G] = (m + log2 l) ln 2`.
  *
- * Pages are read from a pool buffer (`array<u32>`) in exactly the byte layout of
+ * Thread layout of the attention kernel (see `attentionLayout`): a key/value row of a
+ * page is cut into `TPR` slices of `W` consecutive u32 words; thread `t` owns slice
+ * `t % TPR` of rows `rg, rg + RG, rg + 2 RG, ...` (`rg = t / TPR`), so one load
+ * instruction of the workgroup reads `RG` whole consecutive rows (coalesced
+ * `vec4<u32>` / `vec2<u32>` / `u32` loads). The thread keeps the query of its channels
+ * for all `GB` heads of the GQA group in registers, so one key read serves every head.
+ * Per page: partial dots -> workgroup memory -> one thread per (row, head) sums the
+ * `TPR` slices and adds the log-weight -> each thread runs its own online softmax over
+ * its rows (no workgroup-wide max per page) and accumulates `p * v` for its channels
+ * in registers. At the end of the split the `RG` row groups merge their
+ * `(m, l, acc)` in workgroup memory. Two barriers per page, no serial loop over `d`.
+ *
+ * Pages are read from a pool buffer in exactly the byte layout of
  * `assembly/kernels/layout.ts`; f16 halves are unpacked with `unpack2x16float`, so no
- * `shader-f16` feature is needed. For packed pages the logit is computed without
- * dequantising each key: `scale * <q, min + s * code> = qm + sum_c (scale q_c s_c) code_c`
- * with `qm = scale * <q, min>` (KIVI keys: `s`, `min` per channel over the page).
+ * `shader-f16` feature is needed. Packed pages (KIVI keys: scale `s_c` and minimum
+ * `min_c` per channel over the page; values per token over groups of channels) are
+ * never dequantised element by element: a code at bit offset `o'` (< 23 after at most
+ * one shift of its word) becomes the float `code * 2^(o'-23)` with one mask-or and
+ * one subtraction (`bitcast(bits | 0x3f800000) - 1`), and
+ * `logit = sum_c q_c min_c + sum_c (q_c s_c 2^(23-o')) (code_c 2^(o'-23))` with the
+ * per-page products `q_c s_c` in registers; values accumulate `(p scale_g) code` and
+ * `p min_g` separately and combine once per split.
  */
-import { PAGE_TOKENS, PAYLOAD_OFFSET, FORMAT_BITS, packedOffsets, pageBytes } from '../formats.ts';
+import { PAGE_TOKENS, PAYLOAD_OFFSET, FORMAT_BITS, isPacked, packedOffsets, pageBytes } from '../formats.ts';
 import type { Format } from '../formats.ts';
 
-/** Threads per workgroup of every kernel here. */
+/** Threads per workgroup of the matvec kernel (and the default of small kernels here). */
 export const WORKGROUP_SIZE = 64;
 /** Bytes between two dispatches' parameter records in the uniform buffer (>= any device's minUniformBufferOffsetAlignment). */
 export const PARAMS_STRIDE = 256;
-/** Largest number of threads that cooperate on one key row in the logit phase. */
-export const MAX_ROW_LANES = 8;
+/** Most query heads one attention workgroup handles; larger GQA groups are cut into head blocks (grid z). */
+export const MAX_HEADS_PER_PASS = 8;
+/** Target threads per attention workgroup (rows per pass x threads per row). */
+export const TARGET_THREADS = 128;
+/** Budget of per-thread query registers (channels per thread x heads) used to pick the load width. */
+export const QUERY_REGISTERS = 32;
+/** Largest partial-dot buffer (floats of workgroup memory); past it the page's rows are reduced in rounds. */
+export const PARTIAL_DOT_FLOATS = 2304;
+/** Threads per workgroup of the merge kernel (a square: two-level reduction). */
+export const MERGE_WORKGROUP_SIZE = 64;
+/** Most vec4 columns one merge workgroup handles (the rest of its threads slice the partial list). */
+export const MERGE_COLUMNS = 8;
 /** Initial running maximum: finite (WGSL constants may not be infinite), below any logit. */
 const NEG_BIG = '-3.0e38';
+/** A packed code is shifted right by this many bits when it does not fit below bit 23 (32 - 23). */
+const CODE_SHIFT = 9;
+/** Mantissa bits of f32: a code below bit 23 ORed into 1.0f is `1 + code 2^(o-23)`. */
+const MANTISSA_BITS = 23;
 
 /** Shape of one compiled attention kernel. */
 export interface AttentionShape {
@@ -35,340 +65,496 @@ export interface AttentionShape {
   groupSize: number;
 }
 
-/** Floats in one partial record: m[G], l[G], acc[G][d]. */
+/** Knobs of the attention kernel; every one has a default chosen per shape (benchmarks sweep them). */
+export interface AttentionTuning {
+  /** u32 words each thread reads per key/value row: 1, 2 or 4 (`vec4<u32>` loads). */
+  wordsPerThread?: number;
+  /** Rows read per pass (row groups): a power of two dividing 32. */
+  rowGroups?: number;
+  /** Most query heads per workgroup, 1..8. */
+  headsPerPass?: number;
+}
+
+/** Resolved thread layout of one attention kernel. */
+export interface AttentionLayout {
+  shape: AttentionShape;
+  /** Heads per workgroup and head blocks (grid z). */
+  GB: number;
+  HB: number;
+  /** u32 words per thread per row (1 for the 16-bit rows of int2 at d = 8). */
+  W: number;
+  /** Key rows of 2 bytes (int2, d = 8): one 16-bit unit per row. */
+  half: boolean;
+  /** u32 words in one key row (0.5 when half). */
+  rowWords: number;
+  /** Threads per row, row groups, threads per workgroup, rows per thread per page. */
+  TPR: number;
+  RG: number;
+  WG: number;
+  RPT: number;
+  /** Channels per thread. */
+  CPT: number;
+  /** Partial-dot reduction rounds per page and the padded row stride of that buffer. */
+  rounds: number;
+  TPRP: number;
+  /** Floats of workgroup memory by region. */
+  pdFloats: number;
+  sharedFloats: number;
+}
+
+/** Floats before the accumulators in a partial record: m[G], l[G], padded to a multiple of 4. */
+export function partialHeader(G: number): number {
+  return (2 * G + 3) & ~3;
+}
+
+/** Floats in one partial record: m[G], l[G] (padded to 4), acc[G][d]. */
 export function partialStride(G: number, d: number): number {
-  return G * (d + 2);
+  return partialHeader(G) + G * d;
+}
+
+function rowWordsOf(format: Format, D: number): number {
+  if (format === 'f32') return D;
+  if (format === 'f16') return D / 2;
+  return (D * FORMAT_BITS[format]) / 32;
+}
+
+/** Thread layout of the attention kernel for a shape (defaults, or `tuning`). */
+export function attentionLayout(s: AttentionShape, tuning: AttentionTuning = {}): AttentionLayout {
+  const { format, headDim: D, groupSize: G } = s;
+  const maxGB = Math.max(1, Math.min(MAX_HEADS_PER_PASS, tuning.headsPerPass ?? MAX_HEADS_PER_PASS));
+  const HB = Math.ceil(G / maxGB);
+  const GB = Math.ceil(G / HB);
+  const packed = isPacked(format);
+  const rowWords = rowWordsOf(format, D);
+  const half = packed && !Number.isInteger(rowWords);
+  const chanPerWord = format === 'f32' ? 1 : format === 'f16' ? 2 : 32 / FORMAT_BITS[format];
+  let W: number;
+  if (half) W = 1;
+  else if (tuning.wordsPerThread !== undefined) {
+    W = tuning.wordsPerThread;
+    if (![1, 2, 4].includes(W) || rowWords % W !== 0) W = 1;
+  } else {
+    W = [4, 2, 1].find((w) => rowWords % w === 0 && w * chanPerWord * GB <= QUERY_REGISTERS) ?? 1;
+  }
+  const TPR = half ? 1 : rowWords / W;
+  const CPT = half ? 16 / FORMAT_BITS[format] : W * chanPerWord;
+  let RG = tuning.rowGroups ?? 0;
+  if (![1, 2, 4, 8, 16, 32].includes(RG)) {
+    RG = 1;
+    while (RG < PAGE_TOKENS && TPR * RG * 2 <= TARGET_THREADS) RG *= 2;
+  }
+  while (RG > 1 && TPR * RG > 256) RG /= 2;
+  const WG = TPR * RG;
+  const RPT = PAGE_TOKENS / RG;
+  const TPRP = TPR === 1 ? 1 : TPR % 2 === 0 ? TPR + 1 : TPR;
+  let rounds = 1;
+  while (rounds < RPT && (PAGE_TOKENS / rounds) * GB * TPRP > PARTIAL_DOT_FLOATS) rounds *= 2;
+  const pdFloats = (PAGE_TOKENS / rounds) * GB * TPRP;
+  const sharedFloats = Math.max(pdFloats, GB * D) + PAGE_TOKENS * GB + PAGE_TOKENS + 2 * RG * GB;
+  return { shape: s, GB, HB, W, half, rowWords: half ? 0.5 : rowWords, TPR, RG, WG, RPT, CPT, rounds, TPRP, pdFloats, sharedFloats };
 }
 
 /** Workgroup memory (bytes) that the attention kernel of this shape needs. */
-export function attentionWorkgroupBytes(s: AttentionShape): number {
-  const G = s.groupSize, d = s.headDim, W = WORKGROUP_SIZE;
-  const packed = s.format !== 'f32' && s.format !== 'f16';
-  const floats = G * d + G * W + G * PAGE_TOKENS + 3 * G + (packed ? G * W + G : 0);
-  return 4 * floats;
+export function attentionWorkgroupBytes(s: AttentionShape, tuning: AttentionTuning = {}): number {
+  return 4 * attentionLayout(s, tuning).sharedFloats;
 }
 
-/** How the key rows of a page are cut into units read by one thread at a time. */
-function keyUnits(s: AttentionShape): { unitBytes: number; units: number } {
-  const d = s.headDim;
-  if (s.format === 'f32') return { unitBytes: 4, units: d };
-  if (s.format === 'f16') return { unitBytes: 4, units: d / 2 };
-  const R = (d * FORMAT_BITS[s.format]) >> 3;
-  return R % 4 === 0 ? { unitBytes: 4, units: R / 4 } : { unitBytes: 2, units: R / 2 };
+/** One channel a thread owns: where it comes from in the loaded row words. */
+interface Channel {
+  /** Word of the thread's slice (0..W-1). */
+  unit: number;
+  /** WGSL expression of the channel index (uses `slice`). */
+  ch: string;
+  /** f16: which half of the word; packed: bit offset after the optional shift, and whether the word is shifted. */
+  hi: boolean;
+  bit: number;
+  shifted: boolean;
+  /** Packed: (unit, code) slot (one value group and one 4-channel run of key scales); position in that run. */
+  slot: number;
+  pos: number;
 }
 
-function rowLanes(units: number): number {
-  let rl = 2;
-  while (rl < MAX_ROW_LANES && rl * 2 <= units) rl *= 2;
-  return rl;
+function channels(L: AttentionLayout): { chans: Channel[]; slots: number } {
+  const { format, headDim: D } = L.shape;
+  const out: Channel[] = [];
+  if (format === 'f32') {
+    for (let j = 0; j < L.W; j++) out.push({ unit: j, ch: `slice * ${L.W}u + ${j}u`, hi: false, bit: 0, shifted: false, slot: 0, pos: 0 });
+    return { chans: out, slots: 0 };
+  }
+  if (format === 'f16') {
+    for (let j = 0; j < L.W; j++) for (let h = 0; h < 2; h++) out.push({ unit: j, ch: `2u * (slice * ${L.W}u + ${j}u) + ${h}u`, hi: h === 1, bit: 0, shifted: false, slot: 0, pos: 0 });
+    return { chans: out, slots: 0 };
+  }
+  const bits = FORMAT_BITS[format];
+  const R = (D * bits) >> 3;
+  const bytesPerUnit = L.half ? 2 : 4;
+  const cpb = 8 / bits;
+  let slot = 0;
+  for (let j = 0; j < L.W; j++) {
+    for (let s = 0; s < cpb; s++, slot++) {
+      for (let b = 0; b < bytesPerUnit; b++) {
+        const o = 8 * b + s * bits;
+        const shifted = o + bits > MANTISSA_BITS;
+        const base = L.half ? `2u * slice` : `4u * (slice * ${L.W}u + ${j}u)`;
+        out.push({ unit: j, ch: `${base} + ${b + s * R}u`, hi: false, bit: shifted ? o - CODE_SHIFT : o, shifted, slot, pos: b });
+      }
+    }
+  }
+  return { chans: out, slots: slot };
 }
+
+const COMP = ['x', 'y', 'z', 'w'];
 
 /** Split-K attention kernel over pages of one format. Entry point `main`. */
-export function attentionShader(s: AttentionShape): string {
+export function attentionShader(s: AttentionShape, tuning: AttentionTuning = {}): string {
+  const L = attentionLayout(s, tuning);
   const { format, headDim: D, valueGroup: VG, groupSize: G } = s;
-  const W = WORKGROUP_SIZE, PT = PAGE_TOKENS;
+  const { GB, W, TPR, RG, WG, RPT, rounds, TPRP, pdFloats } = L;
+  const PT = PAGE_TOKENS;
   const PW = pageBytes(format, D, VG) / 4;
-  const packed = format !== 'f32' && format !== 'f16';
-  const { unitBytes, units: KU } = keyUnits(s);
-  const RL = rowLanes(KU);
-  const RPP = W / RL; // rows per pass
-  const PASSES = PT / RPP;
-  const PAY = PAYLOAD_OFFSET / 4; // payload offset in words
-  const lines: string[] = [];
-  const L = (x: string) => lines.push(x);
+  const packed = isPacked(format);
+  const PAY = PAYLOAD_OFFSET / 4;
+  const { chans, slots } = channels(L);
+  const RPR = RPT / rounds; // rows per thread per reduction round
+  // workgroup memory regions (floats)
+  const ACC = 0; // aliases the partial dots (used only after the last page)
+  const PD = 0;
+  const LG = Math.max(pdFloats, GB * D);
+  const LW = LG + PT * GB;
+  const MS = LW + PT;
+  const LS = MS + RG * GB;
+  const o: string[] = [];
+  const E = (x: string) => o.push(x);
+  const word = (j: number, name: string) => (W === 1 ? name : `${name}.${COMP[j]}`);
+  const elemType = W === 1 ? 'u32' : `vec${W}<u32>`;
 
-  L(`// edgekv decode attention, format ${format}, d=${D}, vg=${VG}, G=${G} (generated)`);
-  L(`const D: u32 = ${D}u;`);
-  L(`const G: u32 = ${G}u;`);
-  L(`const WG: u32 = ${W}u;`);
-  L(`const PT: u32 = ${PT}u;`);
-  L(`const PW: u32 = ${PW}u;`);
-  L(`const PAY: u32 = ${PAY}u;`);
-  L(`const KU: u32 = ${KU}u;`);
-  L(`const RL: u32 = ${RL}u;`);
-  L(`const RPP: u32 = ${RPP}u;`);
-  L(`const PASSES: u32 = ${PASSES}u;`);
-  L(`const PS: u32 = ${partialStride(G, D)}u;`);
-  if (packed) {
-    const o = packedOffsets(format, D, VG);
-    L(`const BITS: u32 = ${o.bits}u;`);
-    L(`const CPB: u32 = ${8 / o.bits}u;`); // codes per byte
-    L(`const MASK: u32 = ${(1 << o.bits) - 1}u;`);
-    L(`const R: u32 = ${o.R}u;`);
-    L(`const NG: u32 = ${o.ng}u;`);
-    L(`const VG: u32 = ${VG}u;`);
-    L(`const KSCALE_W: u32 = ${o.kScale / 4}u;`);
-    L(`const KMIN_W: u32 = ${o.kMin / 4}u;`);
-    L(`const KCODES_B: u32 = ${o.kCodes}u;`);
-    L(`const VSCALE_B: u32 = ${o.vScale}u;`);
-    L(`const VMIN_B: u32 = ${o.vMin}u;`);
-    L(`const VCODES_B: u32 = ${o.vCodes}u;`);
-  } else {
-    L(`const VOFF: u32 = ${PAY + (PT * D * (format === 'f32' ? 4 : 2)) / 4}u;`);
-  }
-  const VPT = packed || format === 'f32' ? Math.ceil(D / W) : Math.ceil(D / 2 / W); // value units per thread
-  const ACC = G * VPT * (format === 'f16' ? 2 : 1);
-  L(`const VPT: u32 = ${VPT}u;`);
-  L(`
+  E(`// edgekv decode attention, format ${format}, d=${D}, vg=${VG}, G=${G} (GB=${GB} x ${L.HB} blocks), W=${W}, TPR=${TPR}, RG=${RG}, WG=${WG} (generated)`);
+  E(`const G: u32 = ${G}u;
+const GB: u32 = ${GB}u;
+const D: u32 = ${D}u;
+const PW: u32 = ${PW}u;
+const PS: u32 = ${partialStride(G, D)}u;
+const HP: u32 = ${partialHeader(G)}u;
+const NEG_BIG: f32 = ${NEG_BIG};
+const LOG2E: f32 = 1.4426950408889634;
 struct Params { splitOffset: u32, numSplits: u32, scale: f32, wgPerRow: u32 }
-@group(0) @binding(0) var<storage, read> pool: array<u32>;
+@group(0) @binding(0) var<storage, read> pool: array<${elemType}>;
 @group(0) @binding(1) var<storage, read> plan: array<u32>;
 @group(0) @binding(2) var<storage, read> qbuf: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
-
-var<workgroup> qs: array<f32, ${G * D}>;
-var<workgroup> red: array<f32, ${G * W}>;
-var<workgroup> lg: array<f32, ${G * PT}>;
-var<workgroup> mS: array<f32, ${G}>;
-var<workgroup> lS: array<f32, ${G}>;
-var<workgroup> aS: array<f32, ${G}>;`);
+var<workgroup> sh: array<f32, ${L.sharedFloats}>;
+fn wordAt(i: u32) -> u32 { return ${W === 1 ? 'pool[i]' : `pool[i / ${W}u][i % ${W}u]`}; }`);
   if (packed) {
-    L(`var<workgroup> redQ: array<f32, ${G * W}>;`);
-    L(`var<workgroup> qm: array<f32, ${G}>;`);
-    L(`
-fn byteAt(b: u32) -> u32 { return (pool[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu; }
-fn halfAt(b: u32) -> f32 {
-  let v = unpack2x16float(pool[b >> 2u]);
-  return select(v.x, v.y, (b & 2u) != 0u);
-}`);
+    E(`fn halfAt(i: u32) -> f32 { let v = unpack2x16float(wordAt(i >> 1u)); return select(v.x, v.y, (i & 1u) != 0u); }
+fn code(w: u32, mask: u32) -> f32 { return bitcast<f32>((w & mask) | 0x3f800000u) - 1.0; }`);
   }
-  L(`
-@compute @workgroup_size(${W})
+  E(`
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let s = wid.x + wid.y * params.wgPerRow;
-  if (s >= params.numSplits) { return; }
-  let rec = params.splitOffset + 4u * s;
+  let sidx = wid.x + wid.y * params.wgPerRow;
+  if (sidx >= params.numSplits) { return; }
+  let h0 = wid.z * GB;
+  let rec = params.splitOffset + 4u * sidx;
   let qBase = plan[rec] * G * D;
   let entryOff = plan[rec + 1u];
   let nEntries = plan[rec + 2u];
   let pBase = plan[rec + 3u] * PS;
-  let scale = params.scale;
-  if (t < G) { mS[t] = ${NEG_BIG}; lS[t] = 0.0; }`);
-  if (!packed) {
-    L(`  for (var i = t; i < G * D; i += WG) { qs[i] = qbuf[qBase + i] * scale; }`);
+  let qscale = params.scale * LOG2E;
+  let slice = t % ${TPR}u;
+  let rg = t / ${TPR}u;`);
+  // query registers
+  for (let h = 0; h < GB; h++) {
+    E(`  let qh${h} = (min(h0 + ${h}u, G - 1u)) * D;`);
+    E(`  let qok${h} = h0 + ${h}u < G;`);
+    chans.forEach((c, k) => E(`  let q${h}_${k} = select(0.0, qbuf[qBase + qh${h} + ${c.ch}] * qscale, qok${h});`));
   }
-  L(`  var acc: array<f32, ${ACC}>;
-  for (var i = 0u; i < ${ACC}u; i++) { acc[i] = 0.0; }
-  workgroupBarrier();
-  let r = t % RL;
-  let rowInPass = t / RL;
-  for (var pi = 0u; pi < nEntries; pi++) {
-    let base = plan[entryOff + 2u * pi] * PW;
-    let cnt = plan[entryOff + 2u * pi + 1u];`);
+  for (let h = 0; h < GB; h++) {
+    E(`  var m${h} = NEG_BIG;\n  var l${h} = 0.0;`);
+    chans.forEach((_, k) => E(`  var a${h}_${k} = 0.0;`));
+    for (let sl = 0; sl < slots; sl++) E(`  var pm${h}_${sl} = 0.0;`);
+  }
+  let R = 0, ng = 0;
   if (packed) {
-    L(`    // per-page key scale folded into the query; qm[h] = scale * <q_h, kMin>
-    var qmPart: array<f32, ${G}>;
-    for (var h = 0u; h < G; h++) { qmPart[h] = 0.0; }
-    for (var i = t; i < G * D; i += WG) {
-      let h = i / D;
-      let c = i - h * D;
-      let sc = unpack2x16float(pool[base + KSCALE_W + (c >> 1u)]);
-      let mn = unpack2x16float(pool[base + KMIN_W + (c >> 1u)]);
-      let odd = (c & 1u) != 0u;
-      let qv = qbuf[qBase + i] * scale;
-      qs[i] = qv * select(sc.x, sc.y, odd);
-      qmPart[h] += qv * select(mn.x, mn.y, odd);
+    const po = packedOffsets(format, D, VG);
+    R = po.R; ng = po.ng;
+    E(`  let KSW = ${po.kScale / 4}u;\n  let KMW = ${po.kMin / 4}u;\n  let VSH = ${po.vScale / 2}u;\n  let VMH = ${po.vMin / 2}u;`);
+    // first channel and value group of each slot
+    for (let sl = 0; sl < slots; sl++) {
+      const c = chans.find((x) => x.slot === sl)!;
+      E(`  let c0_${sl} = ${c.ch};\n  let g${sl} = c0_${sl} / ${VG}u;`);
     }
-    for (var h = 0u; h < G; h++) { redQ[h * WG + t] = qmPart[h]; }
-    workgroupBarrier();
-    if (t < G) {
+  }
+  E(`  for (var pi = 0u; pi < nEntries; pi++) {
+    let slot = plan[entryOff + 2u * pi];
+    let cnt = plan[entryOff + 2u * pi + 1u];
+    let base = slot * PW;
+    ${WG >= PT ? `if (t < ${PT}u) { sh[${LW}u + t] = bitcast<f32>(wordAt(base + t)) * LOG2E; }` : `for (var x = t; x < ${PT}u; x += ${WG}u) { sh[${LW}u + x] = bitcast<f32>(wordAt(base + x)) * LOG2E; }`}`);
+  // row loads (keys and values of every row this thread owns, issued together)
+  for (let i = 0; i < RPT; i++) E(`    let e${i} = rg + ${RG * i}u;`);
+  if (format === 'f32' || format === 'f16') {
+    const rw = rowWordsOf(format, D);
+    const vOff = PAY + PT * rw;
+    for (let i = 0; i < RPT; i++) {
+      E(`    let k${i} = pool[(base + ${PAY}u + e${i} * ${rw}u) / ${W}u + slice];`);
+      E(`    let v${i} = pool[(base + ${vOff}u + e${i} * ${rw}u) / ${W}u + slice];`);
+    }
+  } else {
+    const po = packedOffsets(format, D, VG);
+    if (L.half) {
+      for (let i = 0; i < RPT; i++) {
+        E(`    let kb${i} = base * 4u + ${po.kCodes}u + e${i} * ${R}u;`);
+        E(`    let k${i} = (wordAt(kb${i} >> 2u) >> ((kb${i} & 2u) * 8u)) & 0xffffu;`);
+        E(`    let vb${i} = base * 4u + ${po.vCodes}u + e${i} * ${R}u;`);
+        E(`    let v${i} = (wordAt(vb${i} >> 2u) >> ((vb${i} & 2u) * 8u)) & 0xffffu;`);
+      }
+    } else {
+      const rw = R / 4;
+      for (let i = 0; i < RPT; i++) {
+        E(`    let k${i} = pool[(base + ${po.kCodes / 4}u + e${i} * ${rw}u) / ${W}u + slice];`);
+        E(`    let v${i} = pool[(base + ${po.vCodes / 4}u + e${i} * ${rw}u) / ${W}u + slice];`);
+      }
+    }
+    // value scale / minimum of each slot's group, per row
+    for (let i = 0; i < RPT; i++) {
+      for (let sl = 0; sl < slots; sl++) {
+        E(`    let vs${i}_${sl} = halfAt(base * 2u + VSH + e${i} * ${ng}u + g${sl});`);
+        E(`    let vm${i}_${sl} = halfAt(base * 2u + VMH + e${i} * ${ng}u + g${sl});`);
+      }
+    }
+    // per-page key scale folded into the query; constant term from the minima
+    for (let sl = 0; sl < slots; sl++) {
+      const n = chans.filter((c) => c.slot === sl).length; // 4 (or 2 for 16-bit rows)
+      for (let w = 0; w < n / 2; w++) {
+        E(`    let ks${sl}_${w} = unpack2x16float(wordAt(base + KSW + (c0_${sl} >> 1u) + ${w}u));`);
+        E(`    let km${sl}_${w} = unpack2x16float(wordAt(base + KMW + (c0_${sl} >> 1u) + ${w}u));`);
+      }
+    }
+    chans.forEach((c, k) => {
+      const comp = `${c.slot}_${c.pos >> 1}.${COMP[c.pos & 1]}`;
+      E(`    let sk${k} = ks${comp} * ${2 ** (MANTISSA_BITS - c.bit)}.0;`);
+      E(`    let mk${k} = km${comp};`);
+    });
+    for (let h = 0; h < GB; h++) {
+      E(`    var c${h} = 0.0;`);
+      chans.forEach((_, k) => E(`    c${h} = fma(q${h}_${k}, mk${k}, c${h});`));
+      chans.forEach((_, k) => E(`    let qa${h}_${k} = q${h}_${k} * sk${k};`));
+    }
+  }
+  // channel value of row i from word variable
+  const chanVal = (c: Channel, v: string): string => {
+    if (format === 'f32') return `bitcast<f32>(${word(c.unit, v)})`;
+    if (format === 'f16') return `${v}f${c.unit}.${c.hi ? 'y' : 'x'}`;
+    const bits = FORMAT_BITS[format];
+    const w = word(c.unit, v);
+    const src = c.shifted ? `(${w} >> ${CODE_SHIFT}u)` : w;
+    return `code(${src}, ${(((1 << bits) - 1) << c.bit) >>> 0}u)`;
+  };
+  const unpackF16 = (v: string) => {
+    if (format !== 'f16') return;
+    for (let j = 0; j < W; j++) E(`    let ${v}f${j} = unpack2x16float(${word(j, v)});`);
+  };
+  // partial dots + reduction rounds
+  for (let r = 0; r < rounds; r++) {
+    for (let i = r * RPR; i < (r + 1) * RPR; i++) {
+      unpackF16(`k${i}`);
+      for (let h = 0; h < GB; h++) {
+        const terms = chans.map((c, k) => (packed ? `qa${h}_${k}` : `q${h}_${k}`) + ` * ${chanVal(c, `k${i}`)}`);
+        E(`    let d${i}_${h} = ${packed ? `c${h} + ` : ''}${terms.join(' + ')};`);
+        E(`    sh[${PD}u + ((rg + ${RG * (i - r * RPR)}u) * GB + ${h}u) * ${TPRP}u + slice] = d${i}_${h};`);
+      }
+    }
+    E(`    workgroupBarrier();
+    for (var x = t; x < ${RG * RPR * GB}u; x += ${WG}u) {
+      let e = ${RG * RPR * r}u + x / GB;
       var sum = 0.0;
-      for (var l = 0u; l < WG; l++) { sum += redQ[t * WG + l]; }
-      qm[t] = sum;
-    }`);
-  }
-  // logit phase
-  L(`    for (var ps = 0u; ps < PASSES; ps++) {
-      let e = ps * RPP + rowInPass;
-      var dot: array<f32, ${G}>;
-      for (var h = 0u; h < G; h++) { dot[h] = 0.0; }
-      if (e < cnt) {`);
-  if (format === 'f32') {
-    L(`        let row = base + PAY + e * D;
-        for (var u = r; u < KU; u += RL) {
-          let kv = bitcast<f32>(pool[row + u]);
-          for (var h = 0u; h < G; h++) { dot[h] += qs[h * D + u] * kv; }
-        }`);
-  } else if (format === 'f16') {
-    L(`        let row = base + PAY + e * (D / 2u);
-        for (var u = r; u < KU; u += RL) {
-          let kv = unpack2x16float(pool[row + u]);
-          for (var h = 0u; h < G; h++) { dot[h] += qs[h * D + 2u * u] * kv.x + qs[h * D + 2u * u + 1u] * kv.y; }
-        }`);
-  } else if (unitBytes === 4) {
-    L(`        let row = (base * 4u + KCODES_B + e * R) >> 2u;
-        for (var u = r; u < KU; u += RL) {
-          let wv = pool[row + u];
-          for (var b = 0u; b < 4u; b++) {
-            let byte = (wv >> (8u * b)) & 0xffu;
-            let j = 4u * u + b;
-            for (var sh = 0u; sh < CPB; sh++) {
-              let code = f32((byte >> (sh * BITS)) & MASK);
-              let c = j + sh * R;
-              for (var h = 0u; h < G; h++) { dot[h] += qs[h * D + c] * code; }
-            }
-          }
-        }`);
-  } else {
-    L(`        let rowB = base * 4u + KCODES_B + e * R;
-        for (var u = r; u < KU; u += RL) {
-          let hb = rowB + 2u * u;
-          let wv = (pool[hb >> 2u] >> ((hb & 3u) * 8u)) & 0xffffu;
-          for (var b = 0u; b < 2u; b++) {
-            let byte = (wv >> (8u * b)) & 0xffu;
-            let j = 2u * u + b;
-            for (var sh = 0u; sh < CPB; sh++) {
-              let code = f32((byte >> (sh * BITS)) & MASK);
-              let c = j + sh * R;
-              for (var h = 0u; h < G; h++) { dot[h] += qs[h * D + c] * code; }
-            }
-          }
-        }`);
-  }
-  L(`      }
-      for (var h = 0u; h < G; h++) { red[h * WG + t] = dot[h]; }
-      workgroupBarrier();
-      for (var i = t; i < G * RPP; i += WG) {
-        let h = i / RPP;
-        let row = i - h * RPP;
-        let e2 = ps * RPP + row;
-        var sum = 0.0;
-        for (var l = 0u; l < RL; l++) { sum += red[h * WG + row * RL + l]; }
-        lg[h * PT + e2] = sum + ${packed ? 'qm[h] + ' : ''}bitcast<f32>(pool[base + e2]);
-      }
-      workgroupBarrier();
+      for (var j = 0u; j < ${TPR}u; j++) { sum += sh[${PD}u + x * ${TPRP}u + j]; }
+      sh[${LG}u + ${RG * RPR * r * GB}u + x] = select(NEG_BIG, sum + sh[${LW}u + e], e < cnt);
     }
-    // online softmax update for this page
-    if (t < G) {
-      var pm = ${NEG_BIG};
-      for (var e = 0u; e < cnt; e++) { pm = max(pm, lg[t * PT + e]); }
-      let mNew = max(mS[t], pm);
-      let alpha = exp(mS[t] - mNew);
-      var sum = 0.0;
-      for (var e = 0u; e < PT; e++) {
-        let p = select(0.0, exp(lg[t * PT + e] - mNew), e < cnt);
-        lg[t * PT + e] = p;
-        sum += p;
+    workgroupBarrier();`);
+  }
+  // online softmax per thread over its rows
+  for (let h = 0; h < GB; h++) {
+    for (let i = 0; i < RPT; i++) E(`    let lg${i}_${h} = sh[${LG}u + e${i} * GB + ${h}u];`);
+    const mx = Array.from({ length: RPT }, (_, i) => `lg${i}_${h}`).reduce((a, b) => `max(${a}, ${b})`);
+    E(`    let mx${h} = ${mx};
+    if (mx${h} > m${h}) {
+      let al = exp2(m${h} - mx${h});
+      m${h} = mx${h};
+      l${h} *= al;`);
+    chans.forEach((_, k) => E(`      a${h}_${k} *= al;`));
+    for (let sl = 0; sl < slots; sl++) E(`      pm${h}_${sl} *= al;`);
+    E(`    }`);
+    for (let i = 0; i < RPT; i++) E(`    let p${i}_${h} = select(0.0, exp2(lg${i}_${h} - m${h}), e${i} < cnt);`);
+    E(`    l${h} += ${Array.from({ length: RPT }, (_, i) => `p${i}_${h}`).join(' + ')};`);
+  }
+  // values
+  for (let i = 0; i < RPT; i++) {
+    E(`    if (e${i} < cnt) {`);
+    unpackF16(`v${i}`);
+    if (packed) {
+      for (let sl = 0; sl < slots; sl++) {
+        for (let h = 0; h < GB; h++) {
+          E(`      let ps${h}_${sl} = p${i}_${h} * vs${i}_${sl};`);
+          E(`      pm${h}_${sl} = fma(p${i}_${h}, vm${i}_${sl}, pm${h}_${sl});`);
+        }
       }
-      lS[t] = lS[t] * alpha + sum;
-      mS[t] = mNew;
-      aS[t] = alpha;
     }
+    chans.forEach((c, k) => {
+      const v = chanVal(c, `v${i}`);
+      E(`      let x${k} = ${v};`);
+      for (let h = 0; h < GB; h++) E(`      a${h}_${k} = fma(${packed ? `ps${h}_${c.slot}` : `p${i}_${h}`}, x${k}, a${h}_${k});`);
+    });
+    E(`    }`);
+  }
+  E(`  }`);
+  // end of split: merge the row groups
+  if (packed) {
+    for (let h = 0; h < GB; h++) chans.forEach((c, k) => E(`  a${h}_${k} = fma(a${h}_${k}, ${2 ** (MANTISSA_BITS - c.bit)}.0, pm${h}_${c.slot});`));
+  }
+  E(`  if (slice == 0u) {`);
+  for (let h = 0; h < GB; h++) E(`    sh[${MS}u + rg * GB + ${h}u] = m${h};\n    sh[${LS}u + rg * GB + ${h}u] = l${h};`);
+  E(`  }
+  workgroupBarrier();`);
+  for (let h = 0; h < GB; h++) {
+    E(`  var M${h} = NEG_BIG;
+  for (var r = 0u; r < ${RG}u; r++) { M${h} = max(M${h}, sh[${MS}u + r * GB + ${h}u]); }
+  let f${h} = exp2(m${h} - M${h});`);
+  }
+  E(`  for (var step = 0u; step < ${RG}u; step++) {
+    if (rg == step) {`);
+  for (let h = 0; h < GB; h++) {
+    chans.forEach((c, k) => E(`      let i${h}_${k} = ${ACC}u + ${h}u * D + ${c.ch};\n      sh[i${h}_${k}] = select(sh[i${h}_${k}], 0.0, step == 0u) + a${h}_${k} * f${h};`));
+  }
+  E(`    }
     workgroupBarrier();
-    for (var i = 0u; i < ${ACC}u; i++) { acc[i] *= aS[i / ${ACC / G}u]; }`);
-  // value phase
-  if (format === 'f32') {
-    L(`    for (var i = 0u; i < VPT; i++) {
-      let u = t + i * WG;
-      if (u < D) {
-        for (var e = 0u; e < cnt; e++) {
-          let vv = bitcast<f32>(pool[base + VOFF + e * D + u]);
-          for (var h = 0u; h < G; h++) { acc[h * VPT + i] += lg[h * PT + e] * vv; }
-        }
-      }
-    }`);
-  } else if (format === 'f16') {
-    L(`    for (var i = 0u; i < VPT; i++) {
-      let u = t + i * WG;
-      if (u < D / 2u) {
-        for (var e = 0u; e < cnt; e++) {
-          let vv = unpack2x16float(pool[base + VOFF + e * (D / 2u) + u]);
-          for (var h = 0u; h < G; h++) {
-            let p = lg[h * PT + e];
-            acc[(h * VPT + i) * 2u] += p * vv.x;
-            acc[(h * VPT + i) * 2u + 1u] += p * vv.y;
-          }
-        }
-      }
-    }`);
-  } else {
-    L(`    for (var i = 0u; i < VPT; i++) {
-      let c = t + i * WG;
-      if (c < D) {
-        let sh = c / R;
-        let j = c - sh * R;
-        let g = c / VG;
-        let pageB = base * 4u;
-        for (var e = 0u; e < cnt; e++) {
-          let code = f32((byteAt(pageB + VCODES_B + e * R + j) >> (sh * BITS)) & MASK);
-          let sc = halfAt(pageB + VSCALE_B + 2u * (e * NG + g));
-          let mn = halfAt(pageB + VMIN_B + 2u * (e * NG + g));
-          let vv = mn + sc * code;
-          for (var h = 0u; h < G; h++) { acc[h * VPT + i] += lg[h * PT + e] * vv; }
-        }
-      }
-    }`);
   }
-  L(`  }
-  if (t < G) { partials[pBase + t] = mS[t]; partials[pBase + G + t] = lS[t]; }`);
-  if (format === 'f16') {
-    L(`  for (var i = 0u; i < VPT; i++) {
-    let u = t + i * WG;
-    if (u < D / 2u) {
-      for (var h = 0u; h < G; h++) {
-        partials[pBase + 2u * G + h * D + 2u * u] = acc[(h * VPT + i) * 2u];
-        partials[pBase + 2u * G + h * D + 2u * u + 1u] = acc[(h * VPT + i) * 2u + 1u];
-      }
-    }
-  }`);
-  } else {
-    L(`  for (var i = 0u; i < VPT; i++) {
-    let c = t + i * WG;
-    if (c < D) {
-      for (var h = 0u; h < G; h++) { partials[pBase + 2u * G + h * D + c] = acc[h * VPT + i]; }
-    }
-  }`);
+  for (var i = t; i < GB * D; i += ${WG}u) {
+    let h = h0 + i / D;
+    if (h < G) { partials[pBase + HP + h0 * D + i] = sh[${ACC}u + i]; }
   }
-  L(`}`);
-  return lines.join('\n');
+  if (t < GB && h0 + t < G) {
+    var M = NEG_BIG;
+    for (var r = 0u; r < ${RG}u; r++) { M = max(M, sh[${MS}u + r * GB + t]); }
+    var l = 0.0;
+    for (var r = 0u; r < ${RG}u; r++) { l += sh[${LS}u + r * GB + t] * exp2(sh[${MS}u + r * GB + t] - M); }
+    partials[pBase + h0 + t] = M;
+    partials[pBase + G + h0 + t] = l;
+  }
+}`);
+  return o.join('\n');
+}
+
+/** Merge-kernel layout: vec4 columns per workgroup, column chunks, slices of the partial list. */
+export function mergeLayout(D: number): { C4: number; CC: number; NCH: number; NS: number } {
+  const C4 = D / 4;
+  let CC = Math.min(C4, MERGE_COLUMNS);
+  while (C4 % CC !== 0) CC--;
+  return { C4, CC, NCH: C4 / CC, NS: Math.floor(MERGE_WORKGROUP_SIZE / CC) };
 }
 
 /**
- * Merge kernel: one workgroup per (lane, head) merges the lane's partial records with
- * log-sum-exp into `result = out[lanes][G][d] ++ lse[lanes][G]`.
- * `mplan` (from word `mplanOffset`) holds `[firstPartial, partialCount]` per lane. A lane with no partials gets
- * `out = 0` and `lse = -3e38`, as does a head whose every entry is masked (log-weight
- * -Infinity); the host turns that lse into -Infinity.
+ * Merge kernel: one workgroup per (lane, head, chunk of `4 CC` channels) merges the
+ * lane's partial records with log-sum-exp into `result = out[lanes][G][d] ++ lse[lanes][G]`.
+ * `mplan` (from word `mplanOffset`) holds `[firstPartial, partialCount]` per lane. A lane
+ * with no partials gets `out = 0` and `lse = -3e38`, as does a head whose every entry is
+ * masked (log-weight -Infinity); the host turns that lse into -Infinity. Threads: `CC`
+ * `vec4<f32>` columns times `NS` slices of the partial list, two loads in flight each.
  */
 export function mergeShader(G: number, D: number): string {
+  const WG = MERGE_WORKGROUP_SIZE;
+  const { C4, CC, NCH, NS } = mergeLayout(D);
+  const R1 = Math.sqrt(WG); // two-level reduction of (m, l): R1 groups of R1
   return `// edgekv attention merge, d=${D}, G=${G} (generated)
-const D: u32 = ${D}u;
 const G: u32 = ${G}u;
-const WG: u32 = ${WORKGROUP_SIZE}u;
-const PS: u32 = ${partialStride(G, D)}u;
+const WG: u32 = ${WG}u;
+const C4: u32 = ${C4}u;
+const CC: u32 = ${CC}u;
+const NCH: u32 = ${NCH}u;
+const NS: u32 = ${NS}u;
+const PS4: u32 = ${partialStride(G, D) / 4}u;
+const HP4: u32 = ${partialHeader(G) / 4}u;
+const LN2: f32 = 0.6931471805599453;
+const NEG_BIG: f32 = ${NEG_BIG};
 struct Params { numLanes: u32, wgPerRow: u32, lseOffset: u32, mplanOffset: u32 }
-@group(0) @binding(0) var<storage, read> partials: array<f32>;
+@group(0) @binding(0) var<storage, read> partials: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> mplan: array<u32>;
 @group(0) @binding(2) var<storage, read_write> result: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
+var<workgroup> rm: array<f32, ${WG}>;
+var<workgroup> rl: array<f32, ${WG}>;
+var<workgroup> red4: array<vec4<f32>, ${WG}>;
 
-@compute @workgroup_size(${WORKGROUP_SIZE})
+fn scalarAt(i: u32) -> f32 { return partials[i / 4u][i % 4u]; }
+
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let id = wid.x + wid.y * params.wgPerRow;
-  if (id >= params.numLanes * G) { return; }
-  let lane = id / G;
-  let h = id - lane * G;
+  if (id >= params.numLanes * G * NCH) { return; }
+  let chunk = id % NCH;
+  let lh = id / NCH;
+  let lane = lh / G;
+  let h = lh - lane * G;
   let first = mplan[params.mplanOffset + 2u * lane];
   let n = mplan[params.mplanOffset + 2u * lane + 1u];
-  var m = ${NEG_BIG};
-  for (var p = 0u; p < n; p++) { m = max(m, partials[(first + p) * PS + h]); }
+  // (max, sum) over the partials: per thread online, then ${R1} x ${R1}
+  var m = NEG_BIG;
   var l = 0.0;
-  for (var p = 0u; p < n; p++) {
-    let b = (first + p) * PS;
-    l += partials[b + G + h] * exp(partials[b + h] - m);
+  for (var p = t; p < n; p += WG) {
+    let b = (first + p) * PS4 * 4u;
+    let mp = scalarAt(b + h);
+    let mn = max(m, mp);
+    l = l * exp2(m - mn) + scalarAt(b + G + h) * exp2(mp - mn);
+    m = mn;
   }
-  let live = n > 0u && l > 0.0;
-  let inv = select(0.0, 1.0 / l, live);
-  for (var c = t; c < D; c += WG) {
-    var s = 0.0;
-    for (var p = 0u; p < n; p++) {
-      let b = (first + p) * PS;
-      s += partials[b + 2u * G + h * D + c] * exp(partials[b + h] - m);
+  rm[t] = m;
+  rl[t] = l;
+  workgroupBarrier();
+  if (t < ${R1}u) {
+    var m1 = NEG_BIG;
+    for (var k = 0u; k < ${R1}u; k++) { m1 = max(m1, rm[${R1}u * t + k]); }
+    var l1 = 0.0;
+    for (var k = 0u; k < ${R1}u; k++) { l1 += rl[${R1}u * t + k] * exp2(rm[${R1}u * t + k] - m1); }
+    rm[${R1}u * t] = m1;
+    rl[${R1}u * t] = l1;
+  }
+  workgroupBarrier();
+  var M = NEG_BIG;
+  for (var k = 0u; k < ${R1}u; k++) { M = max(M, rm[${R1}u * k]); }
+  var L = 0.0;
+  for (var k = 0u; k < ${R1}u; k++) { L += rl[${R1}u * k] * exp2(rm[${R1}u * k] - M); }
+  let c = t % CC;
+  let ps = t / CC;
+  var s = vec4<f32>(0.0);
+  if (ps < NS) {
+    let col = HP4 + h * C4 + chunk * CC + c;
+    var p = ps;
+    for (; p + NS < n; p += 2u * NS) {
+      let b0 = (first + p) * PS4;
+      let b1 = b0 + NS * PS4;
+      let w0 = exp2(scalarAt(b0 * 4u + h) - M);
+      let w1 = exp2(scalarAt(b1 * 4u + h) - M);
+      s += w0 * partials[b0 + col] + w1 * partials[b1 + col];
     }
-    result[(lane * G + h) * D + c] = s * inv;
+    if (p < n) {
+      let b = (first + p) * PS4;
+      s += exp2(scalarAt(b * 4u + h) - M) * partials[b + col];
+    }
   }
-  if (t == 0u) { result[params.lseOffset + lane * G + h] = select(${NEG_BIG}, m + log(l), live); }
+  red4[t] = s;
+  workgroupBarrier();
+  let live = n > 0u && L > 0.0;
+  if (t < CC) {
+    var acc = vec4<f32>(0.0);
+    for (var q = 0u; q < NS; q++) { acc += red4[q * CC + t]; }
+    let inv = select(0.0, 1.0 / L, live);
+    let o = (lane * G + h) * C4 * 4u + 4u * (chunk * CC + t);
+    result[o] = acc.x * inv;
+    result[o + 1u] = acc.y * inv;
+    result[o + 2u] = acc.z * inv;
+    result[o + 3u] = acc.w * inv;
+  }
+  if (t == 0u && chunk == 0u) { result[params.lseOffset + lane * G + h] = select(NEG_BIG, (M + log2(L)) * LN2, live); }
 }
 `;
 }

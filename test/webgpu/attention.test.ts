@@ -15,7 +15,7 @@ import { createWebGPUContext, WebGPUContext } from '../../src/webgpu/device.ts';
 import { createPagedAttention, WasmPagedAttention } from '../../src/webgpu/backend.ts';
 import { decodePage, encodePage, referenceAttention } from '../../src/webgpu/pagecodec.ts';
 import type { DecodedPage } from '../../src/webgpu/pagecodec.ts';
-import type { Gpu, GpuBuffer } from '../../src/webgpu/gpu-types.ts';
+import type { Gpu, GpuBuffer, GpuDevice } from '../../src/webgpu/gpu-types.ts';
 import { gpuEnv, rng } from './gpu-env.ts';
 
 /**
@@ -82,6 +82,18 @@ function compare(label: string, got: { out: Float32Array; lse: Float32Array }, r
     if (ref.lse[i] === -Infinity) assert.is(got.lse[i], -Infinity, `${label}: lse[${i}]`);
     else assert.ok(Math.abs(got.lse[i] - ref.lse[i]) <= lseTol, `${label}: lse[${i}] ${got.lse[i]} vs ${ref.lse[i]}`);
   }
+}
+
+/** The same device with some limits reported lower (methods bound to the real device). */
+function limitedDevice(device: GpuDevice, lower: Record<string, number>): GpuDevice {
+  const limits = new Proxy(device.limits, { get: (t, k) => (typeof k === 'string' && k in lower ? lower[k] : Reflect.get(t, k, t)) });
+  return new Proxy(device, {
+    get: (t, k) => {
+      if (k === 'limits') return limits;
+      const v = Reflect.get(t, k, t);
+      return typeof v === 'function' ? v.bind(t) : v;
+    },
+  });
 }
 
 async function rejects(p: () => Promise<unknown> | unknown, code: string, label: string): Promise<void> {
@@ -174,6 +186,30 @@ async function suiteWithGpu(gpu: Gpu): Promise<void> {
       assert.is(a.bytesResident, 71 * pb);
       a.destroy();
     }
+  });
+
+  test('GQA groups over 8 heads (head blocks) and the kernel layout knobs: same results', async () => {
+    const rand = rng(18);
+    const cases: Array<{ d: number; G: number; f: Format; tuning?: Record<string, number> }> = [
+      { d: 32, G: 12, f: 'int4' }, // 2 head blocks of 6
+      { d: 16, G: 9, f: 'f16', tuning: { wordsPerThread: 1, rowGroups: 1 } }, // blocks of 5 (one padded); 8-thread workgroups
+      { d: 64, G: 2, f: 'f32', tuning: { wordsPerThread: 1 } }, // 64 threads per row: partial dots reduced in 2 rounds
+      { d: 64, G: 4, f: 'int8', tuning: { wordsPerThread: 1, headsPerPass: 3, rowGroups: 32 } },
+    ];
+    for (const c of cases) {
+      const vg = Math.min(32, c.d);
+      const a = await createWebGPUAttention({ context: ctx, headDim: c.d, groupSize: c.G, valueGroup: vg, tuning: c.tuning });
+      const b = build(c.f, c.d, vg, 3 * PAGE_TOKENS + 13, rand, true);
+      const lane = a.createLane();
+      upload(a, lane, c.f, b);
+      const q = Float32Array.from({ length: c.G * c.d }, rand);
+      compare(`${c.f} d=${c.d} G=${c.G} ${JSON.stringify(c.tuning ?? {})}`, await a.attend([lane], q), referenceAttention(b.decoded, q, c.G, c.d, 1 / Math.sqrt(c.d)), OUT_TOL[c.f]);
+      a.destroy();
+    }
+    await rejects(() => createWebGPUAttention({ context: ctx, headDim: 64, groupSize: 4, tuning: { wordsPerThread: 3 } }), 'E_ARG', 'wordsPerThread 3');
+    await rejects(() => createWebGPUAttention({ context: ctx, headDim: 64, groupSize: 4, tuning: { rowGroups: 6 } }), 'E_ARG', 'rowGroups 6');
+    await rejects(() => createWebGPUAttention({ context: ctx, headDim: 64, groupSize: 4, tuning: { headsPerPass: 9 } }), 'E_ARG', 'headsPerPass 9');
+    await rejects(() => createWebGPUAttention({ context: ctx, headDim: 64, groupSize: 4, tuning: { bogus: 1 } as never }), 'E_ARG', 'unknown tuning key');
   });
 
   test('residency: appending or replacing a page uploads that page only; truncate and free reuse slots', async () => {
@@ -286,10 +322,14 @@ async function suiteWithGpu(gpu: Gpu): Promise<void> {
   });
 
   test('geometry over the device limits: E_UNSUPPORTED, and the registry falls back to WASM with one notice', async () => {
-    const limit = ctx.limits.maxComputeWorkgroupStorageSize;
-    await rejects(() => createWebGPUAttention({ context: ctx, headDim: 256, groupSize: 32 }), 'E_UNSUPPORTED', `G=32 d=256 over ${limit} bytes of workgroup memory`);
+    // the kernels fit 16 KiB of workgroup memory at every supported shape (G=32, d=256 too);
+    // a device that reports 4 KiB does not take d=128, G=4
+    const small = await createWebGPUContext({ device: limitedDevice(ctx.device, { maxComputeWorkgroupStorageSize: 4096 }), onNotice: () => {} });
+    await rejects(() => createWebGPUAttention({ context: small, headDim: 128, groupSize: 4 }), 'E_UNSUPPORTED', 'd=128 G=4 over 4096 bytes of workgroup memory');
+    const big = await createWebGPUAttention({ context: ctx, headDim: 256, groupSize: 32 });
+    big.destroy();
     const notices: string[] = [];
-    const p = await createPagedAttention({ backend: 'webgpu', context: ctx, headDim: 256, groupSize: 32, onNotice: (m) => notices.push(m) });
+    const p = await createPagedAttention({ backend: 'webgpu', context: small, headDim: 128, groupSize: 4, onNotice: (m) => notices.push(m) });
     assert.is(p.backend, 'wasm-simd');
     assert.is(notices.length, 1, notices.join('\n'));
     p.destroy();
