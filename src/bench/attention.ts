@@ -58,6 +58,20 @@ export interface AttentionBenchOptions {
   timeMs?: number;
   /** Progress callback (one line per measurement). */
   onProgress?: (line: string) => void;
+  /**
+   * 'cpu' (default where process.cpuUsage exists): time is this process's CPU time, so that
+   * other load on a shared machine does not count against long iterations (the TypeScript
+   * ones) more than short ones; 'wall': performance.now().
+   */
+  clock?: 'cpu' | 'wall';
+}
+
+/** A ms clock of this process's CPU time, where the runtime offers one. */
+function cpuClock(): (() => number) | undefined {
+  const p = (globalThis as unknown as { process?: { cpuUsage?: () => { user: number; system: number } } }).process;
+  if (!p || typeof p.cpuUsage !== 'function') return undefined;
+  const usage = p.cpuUsage.bind(p);
+  return () => { const u = usage(); return (u.user + u.system) / 1000; };
 }
 
 export interface AttentionBenchRow {
@@ -86,7 +100,7 @@ export interface AttentionBenchReport {
   revision: string;
   date: string;
   machine: { cpu: string; cores: number; arch: string };
-  config: { group: number; tokens: number[]; headDims: number[]; formats: Format[]; quick: boolean };
+  config: { group: number; tokens: number[]; headDims: number[]; formats: Format[]; quick: boolean; clock: 'cpu' | 'wall'; statistic: 'median' };
 }
 
 // ---------------------------------------------------------------------------------
@@ -142,121 +156,126 @@ function softmaxRows(logits: Float32Array, G: number, n: number): void {
 
 interface TsLane { run(q: Float32Array, out: Float32Array): void }
 
+// The TypeScript kernels are plain top-level functions taking every array as a parameter:
+// V8 optimizes them once and reuses the code for every size (closures over per-size data
+// measured up to 2x slower after the first size).
+
+/** f32 keys/values `[n][d]`: logits, softmax, weighted sum. */
+export function tsAttendF32(keys: Float32Array, values: Float32Array, logW: Float32Array, n: number, d: number, G: number, scale: number, q: Float32Array, out: Float32Array, logits: Float32Array): void {
+  for (let h = 0; h < G; h++) {
+    const qo = h * d;
+    for (let e = 0; e < n; e++) {
+      const ko = e * d;
+      let s = 0;
+      for (let c = 0; c < d; c++) s += q[qo + c] * keys[ko + c];
+      logits[h * n + e] = scale * s + logW[e];
+    }
+  }
+  softmaxRows(logits, G, n);
+  out.fill(0);
+  for (let h = 0; h < G; h++) {
+    const oo = h * d;
+    for (let e = 0; e < n; e++) {
+      const p = logits[h * n + e], vo = e * d;
+      for (let c = 0; c < d; c++) out[oo + c] += p * values[vo + c];
+    }
+  }
+}
+
+/** f16 keys/values (binary16 bits) decoded through a 65536-entry table. */
+export function tsAttendF16(keys: Uint16Array, values: Uint16Array, logW: Float32Array, n: number, d: number, G: number, scale: number, q: Float32Array, out: Float32Array, logits: Float32Array, T: Float32Array): void {
+  for (let h = 0; h < G; h++) {
+    const qo = h * d;
+    for (let e = 0; e < n; e++) {
+      const ko = e * d;
+      let s = 0;
+      for (let c = 0; c < d; c++) s += q[qo + c] * T[keys[ko + c]];
+      logits[h * n + e] = scale * s + logW[e];
+    }
+  }
+  softmaxRows(logits, G, n);
+  out.fill(0);
+  for (let h = 0; h < G; h++) {
+    const oo = h * d;
+    for (let e = 0; e < n; e++) {
+      const p = logits[h * n + e], vo = e * d;
+      for (let c = 0; c < d; c++) out[oo + c] += p * T[values[vo + c]];
+    }
+  }
+}
+
+/** Packed pages (the kernels' own bytes, concatenated), each code dequantized on the fly. */
+export function tsAttendPacked(pages: Uint8Array, u16: Uint16Array, f32: Float32Array, stride: number, counts: number[], o: ReturnType<typeof packedOffsets>, vg: number, n: number, d: number, G: number, scale: number, q: Float32Array, out: Float32Array, logits: Float32Array, T: Float32Array): void {
+  const { bits, R, ng } = o;
+  const P = 8 / bits, mask = (1 << bits) - 1;
+  let e0 = 0;
+  for (let pg = 0; pg < counts.length; pg++) {
+    const base = pg * stride, cnt = counts[pg];
+    const ks = (base + o.kScale) >> 1, km = (base + o.kMin) >> 1;
+    for (let h = 0; h < G; h++) {
+      const qo = h * d;
+      for (let t = 0; t < cnt; t++) {
+        const row = base + o.kCodes + t * R;
+        let s = 0;
+        for (let j = 0; j < R; j++) {
+          const b = pages[row + j];
+          for (let k = 0; k < P; k++) {
+            const c = j + k * R;
+            s += q[qo + c] * (T[u16[km + c]] + T[u16[ks + c]] * ((b >> (k * bits)) & mask));
+          }
+        }
+        logits[h * n + e0 + t] = scale * s + f32[(base >> 2) + t];
+      }
+    }
+    e0 += cnt;
+  }
+  softmaxRows(logits, G, n);
+  out.fill(0);
+  e0 = 0;
+  for (let pg = 0; pg < counts.length; pg++) {
+    const base = pg * stride, cnt = counts[pg];
+    for (let t = 0; t < cnt; t++) {
+      const row = base + o.vCodes + t * R;
+      const gs = ((base + o.vScale) >> 1) + t * ng, gm = ((base + o.vMin) >> 1) + t * ng;
+      for (let h = 0; h < G; h++) {
+        const p = logits[h * n + e0 + t], oo = h * d;
+        for (let j = 0; j < R; j++) {
+          const b = pages[row + j];
+          for (let k = 0; k < P; k++) {
+            const c = j + k * R, g = (c / vg) | 0;
+            out[oo + c] += p * (T[u16[gm + g]] + T[u16[gs + g]] * ((b >> (k * bits)) & mask));
+          }
+        }
+      }
+    }
+    e0 += cnt;
+  }
+}
+
 function tsLaneF32(keys: Float32Array, values: Float32Array, logW: Float32Array, n: number, d: number, G: number, scale: number): TsLane {
   const logits = new Float32Array(G * n);
-  return {
-    run(q, out) {
-      for (let h = 0; h < G; h++) {
-        const qo = h * d;
-        for (let e = 0; e < n; e++) {
-          const ko = e * d;
-          let s = 0;
-          for (let c = 0; c < d; c++) s += q[qo + c] * keys[ko + c];
-          logits[h * n + e] = scale * s + logW[e];
-        }
-      }
-      softmaxRows(logits, G, n);
-      out.fill(0);
-      for (let h = 0; h < G; h++) {
-        const oo = h * d;
-        for (let e = 0; e < n; e++) {
-          const p = logits[h * n + e], vo = e * d;
-          for (let c = 0; c < d; c++) out[oo + c] += p * values[vo + c];
-        }
-      }
-    },
-  };
+  return { run: (q, out) => tsAttendF32(keys, values, logW, n, d, G, scale, q, out, logits) };
 }
 
 function tsLaneF16(keys: Uint16Array, values: Uint16Array, logW: Float32Array, n: number, d: number, G: number, scale: number): TsLane {
   const logits = new Float32Array(G * n);
-  const T = HALF_TABLE;
-  return {
-    run(q, out) {
-      for (let h = 0; h < G; h++) {
-        const qo = h * d;
-        for (let e = 0; e < n; e++) {
-          const ko = e * d;
-          let s = 0;
-          for (let c = 0; c < d; c++) s += q[qo + c] * T[keys[ko + c]];
-          logits[h * n + e] = scale * s + logW[e];
-        }
-      }
-      softmaxRows(logits, G, n);
-      out.fill(0);
-      for (let h = 0; h < G; h++) {
-        const oo = h * d;
-        for (let e = 0; e < n; e++) {
-          const p = logits[h * n + e], vo = e * d;
-          for (let c = 0; c < d; c++) out[oo + c] += p * T[values[vo + c]];
-        }
-      }
-    },
-  };
+  return { run: (q, out) => tsAttendF16(keys, values, logW, n, d, G, scale, q, out, logits, HALF_TABLE) };
 }
 
-/** Packed pages (the kernel's own bytes, concatenated), dequantized on the fly. */
 function tsLanePacked(format: Format, pages: Uint8Array, nPages: number, counts: number[], n: number, d: number, vg: number, G: number, scale: number): TsLane {
   const o = packedOffsets(format, d, vg);
   const stride = pageBytes(format, d, vg);
   const u16 = new Uint16Array(pages.buffer, pages.byteOffset, pages.byteLength >> 1);
   const f32 = new Float32Array(pages.buffer, pages.byteOffset, pages.byteLength >> 2);
-  const { bits, R, ng } = o;
-  const P = 8 / bits, mask = (1 << bits) - 1;
-  const T = HALF_TABLE;
   const logits = new Float32Array(G * n);
-  return {
-    run(q, out) {
-      let e0 = 0;
-      for (let pg = 0; pg < nPages; pg++) {
-        const base = pg * stride, cnt = counts[pg];
-        for (let h = 0; h < G; h++) {
-          const qo = h * d;
-          for (let t = 0; t < cnt; t++) {
-            const row = base + o.kCodes + t * R;
-            let s = 0;
-            for (let j = 0; j < R; j++) {
-              const b = pages[row + j];
-              for (let p = 0; p < P; p++) {
-                const c = j + p * R;
-                const k = T[u16[(base + o.kMin) / 2 + c]] + T[u16[(base + o.kScale) / 2 + c]] * ((b >> (p * bits)) & mask);
-                s += q[qo + c] * k;
-              }
-            }
-            logits[h * n + e0 + t] = scale * s + f32[base / 4 + t];
-          }
-        }
-        e0 += cnt;
-      }
-      softmaxRows(logits, G, n);
-      out.fill(0);
-      e0 = 0;
-      for (let pg = 0; pg < nPages; pg++) {
-        const base = pg * stride, cnt = counts[pg];
-        for (let t = 0; t < cnt; t++) {
-          const row = base + o.vCodes + t * R;
-          const gs = (base + o.vScale) / 2 + t * ng, gm = (base + o.vMin) / 2 + t * ng;
-          for (let h = 0; h < G; h++) {
-            const p = logits[h * n + e0 + t], oo = h * d;
-            for (let j = 0; j < R; j++) {
-              const b = pages[row + j];
-              for (let s = 0; s < P; s++) {
-                const c = j + s * R, g = (c / vg) | 0;
-                out[oo + c] += p * (T[u16[gm + g]] + T[u16[gs + g]] * ((b >> (s * bits)) & mask));
-              }
-            }
-          }
-        }
-        e0 += cnt;
-      }
-    },
-  };
+  const used = counts.slice(0, nPages);
+  return { run: (q, out) => tsAttendPacked(pages, u16, f32, stride, used, o, vg, n, d, G, scale, q, out, logits, HALF_TABLE) };
 }
 
 // ---------------------------------------------------------------------------------
 // WASM lanes
 
-interface WasmRun { run(): void; free(): void }
+interface WasmRun { run(): void; output(): Float32Array; free(): void }
 
 function wasmRunner(e: Engine, lane: PagedLane, q: Float32Array, G: number, d: number, scale: number): WasmRun {
   const state = e.arena.alloc(4 * (2 * G + G * d));
@@ -271,9 +290,20 @@ function wasmRunner(e: Engine, lane: PagedLane, q: Float32Array, G: number, d: n
       k.attendPages(table, nPages, fmt, d, vg, qp, G, scale, state, 0, 0);
       k.attnFinish(state, G, d, out, lse);
     },
+    output: () => e.f32(out, G * d).slice(),
     free() { for (const p of [state, qp, out, lse]) e.arena.free(p); },
   };
 }
+
+/** Relative L2 difference of two outputs. */
+function relDiff(a: Float32Array, b: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += b[i] ** 2; }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+
+/** Implementations must agree (same math; packed SIMD pages differ by the 16-bit fixed point only). */
+const AGREEMENT_TOLERANCE = 1e-3;
 
 // ---------------------------------------------------------------------------------
 
@@ -320,8 +350,8 @@ async function loadTinybench(): Promise<TinyBench> {
  * Latency of one call in ms: the median of tinybench's samples (robust to the time slices a
  * shared machine takes away), and the mean.
  */
-async function measure(tb: TinyBench, fn: () => void, timeMs: number): Promise<{ median: number; mean: number }> {
-  const bench = new tb.Bench({ time: timeMs, iterations: MIN_ITERATIONS, warmupTime: Math.min(100, timeMs / 2), warmupIterations: 2 });
+async function measure(tb: TinyBench, fn: () => void, timeMs: number, now: (() => number) | undefined): Promise<{ median: number; mean: number }> {
+  const bench = new tb.Bench({ time: timeMs, iterations: MIN_ITERATIONS, warmupTime: Math.min(100, timeMs / 2), warmupIterations: 2, ...(now ? { now } : {}) });
   bench.add('x', fn);
   await bench.run();
   const r = bench.tasks[0].result as { state: string; latency?: { mean: number; p50: number }; error?: Error };
@@ -330,11 +360,11 @@ async function measure(tb: TinyBench, fn: () => void, timeMs: number): Promise<{
 }
 
 /** Copy bandwidth: bytes copied per second over a 256 MiB typed-array copy (best of several). */
-export async function copyBandwidth(tb: TinyBench, bytes = COPY_PROBE_BYTES): Promise<number> {
+export async function copyBandwidth(tb: TinyBench, bytes = COPY_PROBE_BYTES, now?: () => number): Promise<number> {
   const src = new Uint8Array(bytes), dst = new Uint8Array(bytes);
   for (let i = 0; i < bytes; i += 4096) src[i] = i & 0xff; // touch every page
   dst.set(src);
-  const bench = new tb.Bench({ time: 500, iterations: 5, warmupIterations: 1, warmupTime: 0 });
+  const bench = new tb.Bench({ time: 500, iterations: 5, warmupIterations: 1, warmupTime: 0, ...(now ? { now } : {}) });
   bench.add('copy', () => { dst.set(src); });
   await bench.run();
   const r = bench.tasks[0].result as { state: string; latency?: { min: number; p50: number } };
@@ -354,7 +384,10 @@ export async function runAttentionBench(options: AttentionBenchOptions = {}): Pr
   const progress = options.onProgress ?? (() => {});
   const G = BENCH_GROUP;
 
-  const copyGBps = await copyBandwidth(tb);
+  const clock = options.clock ?? (cpuClock() ? 'cpu' : 'wall');
+  const now = clock === 'cpu' ? cpuClock() : undefined;
+  if (clock === 'cpu' && !now) throw new EdgeKVError('E_ARG', 'options.clock = "cpu" needs process.cpuUsage (Node, Bun); use "wall"', 'options.clock');
+  const copyGBps = await copyBandwidth(tb, COPY_PROBE_BYTES, now);
   progress(`copy bandwidth: ${copyGBps.toFixed(2)} GB/s`);
   const engines: Partial<Record<Impl, Engine>> = {};
   if (impls.includes('wasm-simd')) engines['wasm-simd'] = await createEngine({ backend: 'wasm-simd' });
@@ -377,8 +410,10 @@ export async function runAttentionBench(options: AttentionBenchOptions = {}): Pr
           const e = engines[impl];
           if (e) lanes[impl] = packLane(e, { format, headDim: d, valueGroup: vg, keys, values, logWeights: logW });
         }
+        let first: Float32Array | undefined;
         for (const impl of impls) {
           let fn: () => void;
+          let getOutput: () => Float32Array;
           let cleanup = (): void => {};
           if (impl === 'ts') {
             let lane: TsLane;
@@ -407,13 +442,21 @@ export async function runAttentionBench(options: AttentionBenchOptions = {}): Pr
               }
             }
             fn = () => lane.run(q, out);
+            getOutput = () => out.slice();
           } else {
             const e = engines[impl]!;
             const r = wasmRunner(e, lanes[impl]!, q, G, d, scale);
             fn = () => r.run();
+            getOutput = () => r.output();
             cleanup = () => r.free();
           }
-          const lat = await measure(tb, fn, timeMs);
+          fn();
+          const result = getOutput();
+          if (!first) first = result;
+          else if (!(relDiff(result, first) <= AGREEMENT_TOLERANCE)) {
+            throw new Error(`${impl} ${format} n=${n} d=${d} disagrees with ${impls[0]} (relative difference ${relDiff(result, first)})`);
+          }
+          const lat = await measure(tb, fn, timeMs, now);
           cleanup();
           const ms = lat.median;
           const row: AttentionBenchRow = {
@@ -440,7 +483,7 @@ export async function runAttentionBench(options: AttentionBenchOptions = {}): Pr
     revision: await revision(),
     date: new Date().toISOString(),
     machine: await machine(),
-    config: { group: G, tokens: tokensList, headDims, formats, quick },
+    config: { group: G, tokens: tokensList, headDims, formats, quick, clock, statistic: 'median' },
   };
 }
 
@@ -448,7 +491,7 @@ export async function runAttentionBench(options: AttentionBenchOptions = {}): Pr
 export function formatAttentionTable(report: AttentionBenchReport): string {
   const lines: string[] = [];
   lines.push(`decode attention, GQA group ${report.config.group}, ${report.runtime}, ${report.machine.cpu}, revision ${report.revision}`);
-  lines.push(`copy bandwidth ${report.copyGBps.toFixed(2)} GB/s (256 MiB typed-array copy, bytes copied per second)`);
+  lines.push(`copy bandwidth ${report.copyGBps.toFixed(2)} GB/s (256 MiB typed-array copy, bytes copied per second); ${report.config.clock === 'cpu' ? 'process CPU time' : 'wall time'}, median per call`);
   lines.push('');
   const head = ['format', 'd', 'tokens', 'simd Mtok/s', 'simd GB/s', '% copy', 'scalar Mtok/s', 'ts Mtok/s', 'simd/ts', 'simd/scalar'];
   const rows: string[][] = [head];
