@@ -243,6 +243,7 @@ for (const format of FORMATS) {
     for (const n of [7, 64, 200]) checkCase(format, 64, 4, n, true);
     for (const n of [3, 65]) checkCase(format, 128, 4, n, false, true);
     checkCase(format, 64, 3, 40, false); // odd group
+    checkCase(format, 8, 4, 1023 * PAGE_TOKENS - 5, false); // 1023 pages, the last one partial
   });
 }
 
