@@ -4,7 +4,8 @@
  * line early on and `[ask NAME] =` at the end, and generates
  *   1. with the full (exact) cache — the reference;
  *   2. with a compressed cache (default: snapkv, int4 middle tier, 1/8 of the full
- *      f16 cache's bytes).
+ *      f16 cache's bytes); the prompt enters it in one append after an exact prefill
+ *      (`prefillOneShot`), or token by token with --stream.
  * Prints memory (compressed vs full, in bytes), prefill/decode tokens/s, whether the
  * needle was retrieved, and the KL divergence of the compressed run's next-token
  * distributions against the full run's on the same tokens (teacher-forced).
@@ -21,9 +22,13 @@ import { fullCacheBytes } from '../eval/harness.ts';
 import { argmax, klDivergence } from '../eval/metrics.ts';
 import { makeNeedle, needleHit, needlePrompt } from '../eval/needle.ts';
 import { SplitMix } from '../eval/rng.ts';
+import { prefillOneShot } from '../model/prefill.ts';
 
 const HELP = `usage: edgekv demo [--model DIR] [--policy snapkv] [--precision int4] [--ratio 0.125]
-                   [--tokens 1536] [--max-tokens 48] [--sink 4] [--window 64] [--seed 1] [--json]
+                   [--tokens 1536] [--max-tokens 48] [--sink 4] [--window 32] [--seed 1] [--stream] [--json]
+
+The prompt goes into the compressed cache in one append after an exact prefill (the
+papers' setting); --stream appends it token by token, compressing as it arrives.
 
 Generates with a compressed cache and with the full cache; prints memory, speed and KL.`;
 
@@ -39,8 +44,8 @@ export const command = {
         options: {
           model: { type: 'string' }, policy: { type: 'string', default: 'snapkv' }, precision: { type: 'string', default: 'int4' },
           ratio: { type: 'string', default: '0.125' }, tokens: { type: 'string', default: '1536' }, 'max-tokens': { type: 'string', default: '48' },
-          sink: { type: 'string', default: '4' }, window: { type: 'string', default: '64' }, seed: { type: 'string', default: '1' },
-          json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+          sink: { type: 'string', default: '4' }, window: { type: 'string', default: '32' }, seed: { type: 'string', default: '1' },
+          json: { type: 'boolean', default: false }, stream: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
         },
       });
     } catch (e) {
@@ -110,13 +115,13 @@ export const command = {
     const cache = mk();
     const own: number[] = [];
     t0 = now();
-    logits = model.forward(ids, cache as unknown as AttentionBackend);
+    logits = v.stream ? model.forward(ids, cache as unknown as AttentionBackend) : prefillOneShot(model, ids, cache);
     const prefillMs = now() - t0;
     t0 = now();
     for (let i = 0; i < maxTokens; i++) {
       const next = argmax(logits, 0, V);
       own.push(next);
-      if (i < maxTokens - 1) logits = model.forward([next], cache as unknown as AttentionBackend);
+      if (i < maxTokens - 1) logits = model.forward([next], cache as unknown as AttentionBackend, { startPosition: ids.length + i });
     }
     const decodeMs = now() - t0;
     const st = cache.stats();
@@ -124,11 +129,11 @@ export const command = {
     // ... and teacher-forced on the full run's tokens, for KL and top-1 agreement.
     const tf = mk();
     let kl = 0, agree = 0;
-    logits = model.forward(ids, tf as unknown as AttentionBackend);
+    logits = v.stream ? model.forward(ids, tf as unknown as AttentionBackend) : prefillOneShot(model, ids, tf);
     for (let i = 0; i < maxTokens; i++) {
       kl += klDivergence(refLogits, i * V, logits, 0, V);
       if (argmax(logits, 0, V) === gen[i]) agree++;
-      if (i < maxTokens - 1) logits = model.forward([gen[i]], tf as unknown as AttentionBackend);
+      if (i < maxTokens - 1) logits = model.forward([gen[i]], tf as unknown as AttentionBackend, { startPosition: ids.length + i });
     }
     tf.dispose();
     kl /= maxTokens;
@@ -152,7 +157,7 @@ export const command = {
     log(`full cache   : answer ${JSON.stringify(firstLine(fullText))} → ${result.needle.full ? 'retrieved' : 'missed'}`);
     log(`compressed   : answer ${JSON.stringify(firstLine(ownText))} → ${result.needle.compressed ? 'retrieved' : 'missed'}`);
     log('');
-    log(`memory       : ${kib(st.bytes)} compressed (${v.policy}, ${precision} middle tier, sinks ${sinkTokens} + window ${windowTokens} exact f16) vs ${kib(fullBytes)} full f16 cache → ${(100 * st.bytes / fullBytes).toFixed(1)}% (budget ${kib(budgetBytes)}); ${st.tokens} of ${result.memory.fullTokens} lane entries kept`);
+    log(`memory       : ${kib(st.bytes)} compressed (${v.policy}, ${v.stream ? 'streaming' : 'one-shot'} prefill, ${precision} middle tier, sinks ${sinkTokens} + window ${windowTokens} exact f16) vs ${kib(fullBytes)} full f16 cache → ${(100 * st.bytes / fullBytes).toFixed(1)}% (budget ${kib(budgetBytes)}); ${st.tokens} of ${result.memory.fullTokens} lane entries kept`);
     log(`quality      : KL(full ‖ compressed) = ${kl.toFixed(4)} nats/token over ${maxTokens} generated tokens (teacher-forced); top-1 agreement ${(100 * agree / maxTokens).toFixed(0)}%`);
     log(`speed        : compressed prefill ${result.speed.compressed.prefillTokensPerSec.toFixed(0)} tok/s, decode ${result.speed.compressed.decodeTokensPerSec.toFixed(1)} tok/s | full prefill ${result.speed.full.prefillTokensPerSec.toFixed(0)} tok/s, decode ${result.speed.full.decodeTokensPerSec.toFixed(1)} tok/s`);
     log(`\ncompressed continuation:\n${ownText}`);
