@@ -751,7 +751,7 @@ function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G
  * acc[hb+i][ch..ch+7] += unit[i] * sum_t w[t][i] * code_t. `bits` and `k` literals.
  */
 // @ts-ignore: decorator
-@inline function valuesFixed4x8<B, K>(codes: usize, R: i32, j: i32, pairs: i32, wcol: usize, wStride: usize, acc: usize, aStride: usize, unitPtr: usize): void {
+@inline function valuesFixed4x8<B, K>(codes: usize, R: i32, j: i32, pairs: i32, wcol: usize, wStride: usize, acc: usize, aStride: usize, unitPtr: usize, biasPtr: usize): void {
   const bits: i32 = bitsOf<B>(), k: i32 = planeIndexOf<K>();
   let a0l = i32x4.splat(0), a0h = i32x4.splat(0), a1l = i32x4.splat(0), a1h = i32x4.splat(0);
   let a2l = i32x4.splat(0), a2h = i32x4.splat(0), a3l = i32x4.splat(0), a3h = i32x4.splat(0);
@@ -772,26 +772,27 @@ function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G
     a3l = i32x4.add(a3l, i32x4.dot_i16x8_s(el, w)); a3h = i32x4.add(a3h, i32x4.dot_i16x8_s(eh, w));
     wp += wStride;
   }
-  let u = v128.load32_splat(unitPtr);
-  v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(a0l), u)));
-  v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(a0h), u)), 16);
+  // acc += unit * sum + bias (the group's sum_t p_t vMin_tg), for each of the 4 heads
+  let u = v128.load32_splat(unitPtr), b = v128.load32_splat(biasPtr);
+  v128.store(acc, f32x4.add(v128.load(acc), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(a0l), u), b)));
+  v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(a0h), u), b)), 16);
   let a = acc + aStride;
-  u = v128.load32_splat(unitPtr, 4);
-  v128.store(a, f32x4.add(v128.load(a), f32x4.mul(f32x4.convert_i32x4_s(a1l), u)));
-  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.mul(f32x4.convert_i32x4_s(a1h), u)), 16);
+  u = v128.load32_splat(unitPtr, 4); b = v128.load32_splat(biasPtr, 4);
+  v128.store(a, f32x4.add(v128.load(a), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(a1l), u), b)));
+  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(a1h), u), b)), 16);
   a += aStride;
-  u = v128.load32_splat(unitPtr, 8);
-  v128.store(a, f32x4.add(v128.load(a), f32x4.mul(f32x4.convert_i32x4_s(a2l), u)));
-  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.mul(f32x4.convert_i32x4_s(a2h), u)), 16);
+  u = v128.load32_splat(unitPtr, 8); b = v128.load32_splat(biasPtr, 8);
+  v128.store(a, f32x4.add(v128.load(a), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(a2l), u), b)));
+  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(a2h), u), b)), 16);
   a += aStride;
-  u = v128.load32_splat(unitPtr, 12);
-  v128.store(a, f32x4.add(v128.load(a), f32x4.mul(f32x4.convert_i32x4_s(a3l), u)));
-  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.mul(f32x4.convert_i32x4_s(a3h), u)), 16);
+  u = v128.load32_splat(unitPtr, 12); b = v128.load32_splat(biasPtr, 12);
+  v128.store(a, f32x4.add(v128.load(a), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(a3l), u), b)));
+  v128.store(a, f32x4.add(v128.load(a, 16), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(a3h), u), b)), 16);
 }
 
 /** 1 head x 8 channels of one plane, fixed point. */
 // @ts-ignore: decorator
-@inline function valuesFixed1x8<B, K>(codes: usize, R: i32, j: i32, pairs: i32, wcol: usize, wStride: usize, acc: usize, unit: f32): void {
+@inline function valuesFixed1x8<B, K>(codes: usize, R: i32, j: i32, pairs: i32, wcol: usize, wStride: usize, acc: usize, unit: f32, bias: f32): void {
   const bits: i32 = bitsOf<B>(), k: i32 = planeIndexOf<K>();
   let al = i32x4.splat(0), ah = i32x4.splat(0);
   const Rs = <usize>R;
@@ -805,9 +806,9 @@ function prepareValuesFixed(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, G
     ah = i32x4.add(ah, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(c), w));
     wp += wStride;
   }
-  const u = f32x4.splat(unit);
-  v128.store(acc, f32x4.add(v128.load(acc), f32x4.mul(f32x4.convert_i32x4_s(al), u)));
-  v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.mul(f32x4.convert_i32x4_s(ah), u)), 16);
+  const u = f32x4.splat(unit), b = f32x4.splat(bias);
+  v128.store(acc, f32x4.add(v128.load(acc), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(al), u), b)));
+  v128.store(acc, f32x4.add(v128.load(acc, 16), f32x4.add(f32x4.mul(f32x4.convert_i32x4_s(ah), u), b)), 16);
 }
 
 /** All 8-channel chunks of plane k. */
@@ -820,13 +821,13 @@ function valuesFixedPlane<B, K>(codes: usize, R: i32, pairs: i32, d: i32, vg: i3
     const ch = j + k * R;
     const g = ch / vg;
     const wcol = SCR_W + (<usize>(g * (PAGE_TOKENS / 2) * Gp) << 2);
-    const units = SCR_WF + (<usize>(g * Gp) << 2);
+    const units = SCR_WF + (<usize>(g * Gp) << 2), biases = SCR_B + (<usize>(g * Gp) << 2);
     let h = 0;
     for (; h + 4 <= G; h += 4) {
-      valuesFixed4x8<B, K>(codes, R, j, pairs, wcol + (<usize>h << 2), wStride, acc0 + (<usize>(h * d + ch) << 2), aStride, units + (<usize>h << 2));
+      valuesFixed4x8<B, K>(codes, R, j, pairs, wcol + (<usize>h << 2), wStride, acc0 + (<usize>(h * d + ch) << 2), aStride, units + (<usize>h << 2), biases + (<usize>h << 2));
     }
     for (; h < G; h++) {
-      valuesFixed1x8<B, K>(codes, R, j, pairs, wcol + (<usize>h << 2), wStride, acc0 + (<usize>(h * d + ch) << 2), load<f32>(units + (<usize>h << 2)));
+      valuesFixed1x8<B, K>(codes, R, j, pairs, wcol + (<usize>h << 2), wStride, acc0 + (<usize>(h * d + ch) << 2), load<f32>(units + (<usize>h << 2)), load<f32>(biases + (<usize>h << 2)));
     }
   }
 }
@@ -843,14 +844,6 @@ function pageValuesFixedSimd(page: usize, cnt: i32, d: i32, vg: i32, bits: i32, 
   const codes = page + vCodesOff(d, bits, vg);
   const pairs = (cnt + 1) >> 1;
   const acc0 = state + (<usize>(2 * G) << 2);
-  // biases: acc[h][c] += B[g(c)][h]
-  for (let h = 0; h < G; h++) {
-    const a = acc0 + (<usize>(h * d) << 2);
-    for (let g = 0; g < ng; g++) {
-      const b = v128.load32_splat(SCR_B + (<usize>(g * Gp + h) << 2));
-      for (let c = g * vg; c < (g + 1) * vg; c += 4) v128.store(a + (<usize>c << 2), f32x4.add(v128.load(a + (<usize>c << 2)), b));
-    }
-  }
   if (bits == 8) {
     valuesFixedPlane<Bits8, Plane0>(codes, R, pairs, d, vg, G, Gp, acc0);
   } else if (bits == 4) {
