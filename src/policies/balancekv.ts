@@ -80,6 +80,11 @@ import type { OptionSpec, Plan, Policy, PolicyContext, PolicyFactory } from './t
 
 /** Per-entry state: [level (halvings passed), anchor flag]. */
 export const BALANCEKV_STATE_WIDTH = 2;
+/**
+ * Default `levelRatio`: each level holds about 1/1.5 as many entries as the one below
+ * (chosen on held-out text windows of mix-27m, seeds 100-109: docs/results/balancekv.md).
+ */
+export const LEVEL_RATIO = 1.5;
 /** Largest needle radius accepted (positions each side). */
 const MAX_NEEDLE_RADIUS = 1 << 16;
 
@@ -136,7 +141,7 @@ export const BALANCEKV_OPTIONS: Record<string, OptionSpec> = {
    * of a binary counter; larger: denser recent history; 0: always the lowest level, which
    * halves fresh entries up to the weight of the oldest: uniform density over the stream).
    */
-  levelRatio: numOption(1, 0, 1e6),
+  levelRatio: numOption(LEVEL_RATIO, 0, 1e6),
   /**
    * prefill: at least this many halvings T of a long append (the code's `itrs`, 2 = 1/4),
    * even when the budget would allow fewer; 0 (default): the fewest that fit the budget.
@@ -343,9 +348,13 @@ export const balancekvPolicy: PolicyFactory = {
       }
 
       // stream (and prefill's fallback): lowest level first, oldest entries first, 2·(still to free) at most.
+      // Needle anchors already flagged stay out of the cascade while other entries can go.
+      let withAnchors = !needle;
       while (remaining > keep) {
         const count = new Map<number, number>();
-        for (let i = 0; i < E; i++) if (alive[i]) count.set(level[i], (count.get(level[i]) ?? 0) + 1);
+        let eligible = 0;
+        for (let i = 0; i < E; i++) if (alive[i] && (withAnchors || !anchor[i])) { count.set(level[i], (count.get(level[i]) ?? 0) + 1); eligible++; }
+        if (eligible < 2 && !withAnchors) { withAnchors = true; continue; }
         const lv = [...count.keys()].sort((a, b) => a - b);
         // The fullest level, counts weighted by levelRatio^l (ties: the lower level); with
         // levelRatio 1 levels hold similar counts, as the buffers of a binary counter, and
@@ -358,7 +367,7 @@ export const balancekvPolicy: PolicyFactory = {
         }
         if (best < 0) { lo = lv[0]; hi = lv[Math.min(1, lv.length - 1)]; }
         const group: number[] = [];
-        for (let i = 0; i < E; i++) if (alive[i] && level[i] >= lo && level[i] <= hi) group.push(i);
+        for (let i = 0; i < E; i++) if (alive[i] && (withAnchors || !anchor[i]) && level[i] >= lo && level[i] <= hi) group.push(i);
         if (group.length < 2) break; // unreachable: remaining > keep >= 1 means two alive entries
         const need = remaining - keep;
         const take = Math.min(group.length, 2 * need);

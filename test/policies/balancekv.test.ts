@@ -236,7 +236,9 @@ t('quality: lower attention error than uniform at equal bytes on clustered KV (p
     const all = new Int32Array(n);
     for (let i = 0; i < n; i++) all[i] = i;
     const err: Record<string, number> = {};
-    for (const policy of ['uniform', 'balancekv']) {
+    // levelRatio 1: equal counts per level (this data has no recency: every token matters alike).
+    for (const policy of ['uniform', { name: 'balancekv', levelRatio: 1 }] as const) {
+      const name = typeof policy === 'string' ? policy : policy.name;
       const c = engine.createCache({ layers: 1, qHeads: 1, kvHeads: 1, headDim: d, policy, budget: { tokens: 256 }, precision: 'f16', sinkTokens: 32, windowTokens: 32, seed });
       for (let s = 0; s < n; s += 16) c.append(0, kv.keys.slice(s * d, (s + 16) * d), kv.values.slice(s * d, (s + 16) * d));
       let e = 0;
@@ -249,7 +251,7 @@ t('quality: lower attention error than uniform at equal bytes on clustered KV (p
         for (let i = 0; i < d; i++) { num += (out[i] - o[i]) ** 2; den += o[i] ** 2; }
         e += Math.sqrt(num / den) / kv.nq;
       }
-      err[policy] = e;
+      err[name] = e;
       c.dispose();
     }
     if (err.balancekv < err.uniform) wins++;
