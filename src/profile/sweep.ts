@@ -7,7 +7,7 @@
  * `node --import tsx src/profile/sweep.ts '{"specs":[{"name":"snapkv"},{"name":"snapkv+kvcrush","kvcrush":{"anchor":"random"}}],"ratios":[0.125],"seeds":2}'`
  *
  * Spec fields besides the policy's own: `precision`, `planner`, `hadamard` (cache
- * options). Other keys of the argument: `tokens` (2048), `window` (64), `sink` (4),
+ * options; a planner's `profile` may be a JSON file name). Other keys of the argument: `tokens` (2048), `window` (64), `sink` (4),
  * `precision` (f16), `model` (directory). Prints one line per run and the mean KL / ppl
  * per spec; `--json` as a second argument prints JSON instead.
  */
@@ -29,6 +29,11 @@ const model = await loadModel(r.dir, { engine });
 const text = fs.readFileSync(`${r.dir}/val_shared.txt`, 'utf8');
 const ctx = { engine, model, text, options: {} as never };
 const c = model.config, V = c.vocabSize, N = tokens, from = Math.floor(N / 2), M = N - 1 - from;
+const profileCache = new Map<string, unknown>();
+function profiles(file: string): unknown {
+  if (!profileCache.has(file)) profileCache.set(file, JSON.parse(fs.readFileSync(file, 'utf8')));
+  return profileCache.get(file);
+}
 const rows: { spec: string; ratio: number; seed: number; kl: number; ppl: number; bytes: number }[] = [];
 for (let seed = 0; seed < seeds; seed++) {
   const ids = textWindow(ctx, seed, N);
@@ -37,7 +42,9 @@ for (let seed = 0; seed < seeds; seed++) {
   model.forward(ids, exact, { onLogits: (i, l) => { if (i >= from && i < N - 1) ref.set(l, (i - from) * V); } });
   exact.dispose();
   for (const spec of specs) for (const ratio of ratios) {
-    const { precision: p = precision, planner, hadamard, ...policy } = spec;
+    const { precision: p = precision, planner: plannerSpec, hadamard, ...policy } = spec;
+    // A planner's profile may be given as a file name: { name: 'baklava', profile: 'docs/results/baklava-profile.json' }.
+    const planner = plannerSpec && typeof plannerSpec.profile === 'string' ? { ...plannerSpec, profile: profiles(plannerSpec.profile) } : plannerSpec;
     const cache = createCache(engine, {
       layers: c.layers, qHeads: c.qHeads, kvHeads: c.kvHeads, headDim: c.headDim, policy,
       budget: { bytes: Math.floor(fullCacheBytes(model, N) * ratio) }, precision: p, sinkTokens: sink, windowTokens: window, seed,
