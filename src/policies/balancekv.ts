@@ -306,7 +306,8 @@ export const balancekvPolicy: PolicyFactory = {
           for (let k = 0; k < n; k++) { anc[k] = anchor[rows[k]]; any ||= anc[k] === 1; }
           if (!any) anc = null;
         }
-        const key = walkKey(ctx.rng.nextU32(), stream, toLevel, stats.halvings);
+        // The walk's key comes from the cache's generator (saved in snapshots) and the lane.
+        const key = walkKey(ctx.rng.nextU32(), stream, toLevel, 0);
         const r = halvingPass(walker, input, order, weights, anc, settings, key);
         stats.halvings++;
         stats.walked += n;

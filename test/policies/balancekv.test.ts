@@ -121,7 +121,7 @@ t('deterministic per seed; different seeds differ (gamma 0)', () => {
 t('snapshot round trip: the restored cache continues identically (levels, RNG, log-weights)', () => {
   const d = 16, rnd = prng(5);
   const K = randn(700 * d, rnd), V = randn(700 * d, rnd);
-  for (const policy of ['balancekv', { name: 'balancekv', needle: true, needleRadius: 2, gamma: 1 }] as const) {
+  for (const policy of ['balancekv', { name: 'balancekv', gamma: 0 }, { name: 'balancekv', needle: true, needleRadius: 2, gamma: 1 }] as const) {
     const a = engine.createCache(base(d, { policy, budget: { tokens: 90 }, precision: 'int8', exactPrecision: 'f16', kvHeads: 1 }));
     for (let s = 0; s < 350; s++) a.append(0, K.subarray(s * d, (s + 1) * d), V.subarray(s * d, (s + 1) * d));
     const b = loadCache(engine, a.save());
