@@ -16,7 +16,8 @@
  *   --splits N                         split workgroups per dispatch (WebGPUAttention.targetSplits) [1024]
  *   --variants "a;b;..."               kernel variants measured side by side, each a comma list of
  *                                      splits=N, w=1|2|4 (words per thread), rg=N (row groups),
- *                                      hpp=N (heads per pass); "default" = the defaults  [default]
+ *                                      hpp=N (heads per pass), pf=0|1 (prefetch the next page);
+ *                                      "default" = the defaults  [default]
  *   --min-ms 300                       GPU time per measurement (iterations chosen to reach it)
  *   --cpu / --no-cpu [--cpu]           also time the WASM kernels (wasm-simd) on the same pages
  *   --peak-gbps N                      the GPU's memory bandwidth, for the fraction column
@@ -111,6 +112,7 @@ function parseVariants(spec: string, splits: number): Variant[] {
       else if (k === 'w') v.tuning.wordsPerThread = n;
       else if (k === 'rg') v.tuning.rowGroups = n;
       else if (k === 'hpp') v.tuning.headsPerPass = n;
+      else if (k === 'pf') v.tuning.prefetch = n !== 0;
       else throw new Error(`--variants: unknown key ${k} in "${name}"`);
     }
     return v;

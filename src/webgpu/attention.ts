@@ -66,7 +66,7 @@ export interface WebGPUAttentionOptions extends WebGPUContextOptions {
 }
 
 const ATTENTION_OPTIONS = ['gpu', 'device', 'powerPreference', 'onNotice', 'context', 'headDim', 'groupSize', 'valueGroup', 'chunkBytes', 'targetSplits', 'tuning'] as const;
-const TUNING_OPTIONS = ['wordsPerThread', 'rowGroups', 'headsPerPass'] as const;
+const TUNING_OPTIONS = ['wordsPerThread', 'rowGroups', 'headsPerPass', 'prefetch'] as const;
 
 interface Slot { format: Format; chunk: number; index: number; count: number }
 interface Lane { pages: Slot[]; version: number }
@@ -673,12 +673,16 @@ export async function createWebGPUAttention(options: WebGPUAttentionOptions): Pr
 
 function validateTuning(t: AttentionTuning | undefined): AttentionTuning {
   if (t === undefined) return {};
-  if (t === null || typeof t !== 'object') throw argError('options.tuning', t, 'an object { wordsPerThread?, rowGroups?, headsPerPass? }');
+  if (t === null || typeof t !== 'object') throw argError('options.tuning', t, 'an object { wordsPerThread?, rowGroups?, headsPerPass?, prefetch? }');
   checkKeys('options.tuning', t, TUNING_OPTIONS);
   const out: AttentionTuning = {};
   if (t.wordsPerThread !== undefined) out.wordsPerThread = checkOneOf('options.tuning.wordsPerThread', t.wordsPerThread, [1, 2, 4]);
   if (t.rowGroups !== undefined) out.rowGroups = checkOneOf('options.tuning.rowGroups', t.rowGroups, [1, 2, 4, 8, 16, 32]);
   if (t.headsPerPass !== undefined) out.headsPerPass = checkInt('options.tuning.headsPerPass', t.headsPerPass, 1, MAX_HEADS_PER_PASS);
+  if (t.prefetch !== undefined) {
+    if (typeof t.prefetch !== 'boolean') throw argError('options.tuning.prefetch', t.prefetch, 'true or false');
+    out.prefetch = t.prefetch;
+  }
   return out;
 }
 

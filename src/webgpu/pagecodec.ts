@@ -226,7 +226,8 @@ export function referenceAttention(pages: DecodedPage[], q: ArrayLike<number>, G
       }
     }
     if (logits.length === 0) continue;
-    const m = Math.max(...logits);
+    let m = -Infinity; // a loop, not Math.max(...logits): long lanes overflow the argument stack
+    for (const x of logits) if (x > m) m = x;
     let l = 0, i = 0;
     for (const p of pages) {
       for (let e = 0; e < p.count; e++, i++) {

@@ -45,7 +45,7 @@ export const TARGET_THREADS = 128;
 /** Budget of per-thread query registers (channels per thread x heads) used to pick the load width. */
 export const QUERY_REGISTERS = 32;
 /** Largest partial-dot buffer (floats of workgroup memory); past it the page's rows are reduced in rounds. */
-export const PARTIAL_DOT_FLOATS = 2304;
+export const PARTIAL_DOT_FLOATS = 2560;
 /** Threads per workgroup of the merge kernel (a square: two-level reduction). */
 export const MERGE_WORKGROUP_SIZE = 64;
 /** Most vec4 columns one merge workgroup handles (the rest of its threads slice the partial list). */
@@ -73,6 +73,8 @@ export interface AttentionTuning {
   rowGroups?: number;
   /** Most query heads per workgroup, 1..8. */
   headsPerPass?: number;
+  /** Load the next page's rows into registers while the current page is computed (default true). */
+  prefetch?: boolean;
 }
 
 /** Resolved thread layout of one attention kernel. */
@@ -94,6 +96,8 @@ export interface AttentionLayout {
   RPT: number;
   /** Channels per thread. */
   CPT: number;
+  /** Software pipelining: the next page's loads are issued before the current page is computed. */
+  prefetch: boolean;
   /** Partial-dot reduction rounds per page and the padded row stride of that buffer. */
   rounds: number;
   TPRP: number;
@@ -146,12 +150,15 @@ export function attentionLayout(s: AttentionShape, tuning: AttentionTuning = {})
   while (RG > 1 && TPR * RG > 256) RG /= 2;
   const WG = TPR * RG;
   const RPT = PAGE_TOKENS / RG;
-  const TPRP = TPR === 1 ? 1 : TPR % 2 === 0 ? TPR + 1 : TPR;
+  // partial-dot rows padded to whole vec4s, an odd number of them (conflict-free vec4 reads)
+  let TPRP = TPR === 1 ? 1 : Math.ceil(TPR / 4) * 4;
+  if (TPRP > 1 && (TPRP / 4) % 2 === 0) TPRP += 4;
   let rounds = 1;
   while (rounds < RPT && (PAGE_TOKENS / rounds) * GB * TPRP > PARTIAL_DOT_FLOATS) rounds *= 2;
   const pdFloats = (PAGE_TOKENS / rounds) * GB * TPRP;
-  const sharedFloats = Math.max(pdFloats, GB * D) + PAGE_TOKENS * GB + PAGE_TOKENS + 2 * RG * GB;
-  return { shape: s, GB, HB, W, half, rowWords: half ? 0.5 : rowWords, TPR, RG, WG, RPT, CPT, rounds, TPRP, pdFloats, sharedFloats };
+  const sharedFloats = Math.ceil(Math.max(pdFloats, GB * D) / 4) * 4 + PAGE_TOKENS * GB + PAGE_TOKENS + 2 * RG * GB;
+  const prefetch = tuning.prefetch ?? true;
+  return { shape: s, GB, HB, W, half, prefetch, rowWords: half ? 0.5 : rowWords, TPR, RG, WG, RPT, CPT, rounds, TPRP, pdFloats, sharedFloats };
 }
 
 /** Workgroup memory (bytes) that the attention kernel of this shape needs. */
@@ -219,7 +226,8 @@ export function attentionShader(s: AttentionShape, tuning: AttentionTuning = {})
   // workgroup memory regions (floats)
   const ACC = 0; // aliases the partial dots (used only after the last page)
   const PD = 0;
-  const LG = Math.max(pdFloats, GB * D);
+  const PDV = Math.ceil(Math.max(pdFloats, GB * D) / 4); // vec4s of the partial-dot / accumulator region
+  const LG = 0;
   const LW = LG + PT * GB;
   const MS = LW + PT;
   const LS = MS + RG * GB;
@@ -243,11 +251,11 @@ struct Params { splitOffset: u32, numSplits: u32, scale: f32, wgPerRow: u32 }
 @group(0) @binding(2) var<storage, read> qbuf: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
-var<workgroup> sh: array<f32, ${L.sharedFloats}>;
+var<workgroup> pd: array<vec4<f32>, ${PDV}>;
+var<workgroup> sh: array<f32, ${L.sharedFloats - 4 * PDV}>;
 fn wordAt(i: u32) -> u32 { return ${W === 1 ? 'pool[i]' : `pool[i / ${W}u][i % ${W}u]`}; }`);
   if (packed) {
-    E(`fn halfAt(i: u32) -> f32 { let v = unpack2x16float(wordAt(i >> 1u)); return select(v.x, v.y, (i & 1u) != 0u); }
-fn code(w: u32, mask: u32) -> f32 { return bitcast<f32>((w & mask) | 0x3f800000u) - 1.0; }`);
+    E(`fn code(w: u32, mask: u32) -> f32 { return bitcast<f32>((w & mask) | 0x3f800000u) - 1.0; }`);
   }
   E(`
 @compute @workgroup_size(${WG})
@@ -285,55 +293,88 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       E(`  let c0_${sl} = ${c.ch};\n  let g${sl} = c0_${sl} / ${VG}u;`);
     }
   }
-  E(`  for (var pi = 0u; pi < nEntries; pi++) {
-    let slot = plan[entryOff + 2u * pi];
-    let cnt = plan[entryOff + 2u * pi + 1u];
-    let base = slot * PW;
-    ${WG >= PT ? `if (t < ${PT}u) { sh[${LW}u + t] = bitcast<f32>(wordAt(base + t)) * LOG2E; }` : `for (var x = t; x < ${PT}u; x += ${WG}u) { sh[${LW}u + x] = bitcast<f32>(wordAt(base + x)) * LOG2E; }`}`);
-  // row loads (keys and values of every row this thread owns, issued together)
-  for (let i = 0; i < RPT; i++) E(`    let e${i} = rg + ${RG * i}u;`);
-  if (format === 'f32' || format === 'f16') {
-    const rw = rowWordsOf(format, D);
-    const vOff = PAY + PT * rw;
-    for (let i = 0; i < RPT; i++) {
-      E(`    let k${i} = pool[(base + ${PAY}u + e${i} * ${rw}u) / ${W}u + slice];`);
-      E(`    let v${i} = pool[(base + ${vOff}u + e${i} * ${rw}u) / ${W}u + slice];`);
+  if (TPR > 1 && TPR % 4 !== 0) {
+    E(`  for (var x = t; x < ${pdFloats / TPRP}u; x += ${WG}u) {
+    for (var j = ${TPR}u; j < ${Math.ceil(TPR / 4) * 4}u; j++) { pd[(x * ${TPRP}u + j) >> 2u][(x * ${TPRP}u + j) & 3u] = 0.0; }
+  }`);
+  }
+  // Raw loads of one page (keys and values of every row this thread owns, scales,
+  // log-weights), as [name, WGSL expression of the page's word index `b`]: conversions
+  // happen at the use, so that prefetched loads stay in flight while the previous page
+  // is computed.
+  for (let i = 0; i < RPT; i++) E(`  let e${i} = rg + ${RG * i}u;`);
+  const lwInRegister = WG >= PT;
+  const pageLoads = (b: string): Array<[string, string]> => {
+    const out: Array<[string, string]> = [];
+    if (lwInRegister) out.push(['lw', `wordAt(${b} + t % ${PT}u)`]);
+    if (format === 'f32' || format === 'f16') {
+      const rw = rowWordsOf(format, D);
+      const vOff = PAY + PT * rw;
+      for (let i = 0; i < RPT; i++) {
+        out.push([`k${i}`, `pool[(${b} + ${PAY}u + e${i} * ${rw}u) / ${W}u + slice]`]);
+        out.push([`v${i}`, `pool[(${b} + ${vOff}u + e${i} * ${rw}u) / ${W}u + slice]`]);
+      }
+      return out;
     }
-  } else {
     const po = packedOffsets(format, D, VG);
-    if (L.half) {
-      for (let i = 0; i < RPT; i++) {
-        E(`    let kb${i} = base * 4u + ${po.kCodes}u + e${i} * ${R}u;`);
-        E(`    let k${i} = (wordAt(kb${i} >> 2u) >> ((kb${i} & 2u) * 8u)) & 0xffffu;`);
-        E(`    let vb${i} = base * 4u + ${po.vCodes}u + e${i} * ${R}u;`);
-        E(`    let v${i} = (wordAt(vb${i} >> 2u) >> ((vb${i} & 2u) * 8u)) & 0xffffu;`);
-      }
-    } else {
-      const rw = R / 4;
-      for (let i = 0; i < RPT; i++) {
-        E(`    let k${i} = pool[(base + ${po.kCodes / 4}u + e${i} * ${rw}u) / ${W}u + slice];`);
-        E(`    let v${i} = pool[(base + ${po.vCodes / 4}u + e${i} * ${rw}u) / ${W}u + slice];`);
-      }
-    }
-    // value scale / minimum of each slot's group, per row
     for (let i = 0; i < RPT; i++) {
+      if (L.half) {
+        const kb = `(${b} * 4u + ${po.kCodes}u + e${i} * ${R}u)`, vb = `(${b} * 4u + ${po.vCodes}u + e${i} * ${R}u)`;
+        out.push([`k${i}`, `(wordAt(${kb} >> 2u) >> ((${kb} & 2u) * 8u)) & 0xffffu`]);
+        out.push([`v${i}`, `(wordAt(${vb} >> 2u) >> ((${vb} & 2u) * 8u)) & 0xffffu`]);
+      } else {
+        out.push([`k${i}`, `pool[(${b} + ${po.kCodes / 4}u + e${i} * ${R / 4}u) / ${W}u + slice]`]);
+        out.push([`v${i}`, `pool[(${b} + ${po.vCodes / 4}u + e${i} * ${R / 4}u) / ${W}u + slice]`]);
+      }
+      // value scale / minimum of each slot's group (f16 pairs; the half is picked at the use)
       for (let sl = 0; sl < slots; sl++) {
-        E(`    let vs${i}_${sl} = halfAt(base * 2u + VSH + e${i} * ${ng}u + g${sl});`);
-        E(`    let vm${i}_${sl} = halfAt(base * 2u + VMH + e${i} * ${ng}u + g${sl});`);
+        out.push([`vs${i}_${sl}`, `wordAt((${b} * 2u + VSH + e${i} * ${ng}u + g${sl}) >> 1u)`]);
+        out.push([`vm${i}_${sl}`, `wordAt((${b} * 2u + VMH + e${i} * ${ng}u + g${sl}) >> 1u)`]);
       }
     }
-    // per-page key scale folded into the query; constant term from the minima
     for (let sl = 0; sl < slots; sl++) {
       const n = chans.filter((c) => c.slot === sl).length; // 4 (or 2 for 16-bit rows)
       for (let w = 0; w < n / 2; w++) {
-        E(`    let ks${sl}_${w} = unpack2x16float(wordAt(base + KSW + (c0_${sl} >> 1u) + ${w}u));`);
-        E(`    let km${sl}_${w} = unpack2x16float(wordAt(base + KMW + (c0_${sl} >> 1u) + ${w}u));`);
+        out.push([`ks${sl}_${w}`, `wordAt(${b} + KSW + (c0_${sl} >> 1u) + ${w}u)`]);
+        out.push([`km${sl}_${w}`, `wordAt(${b} + KMW + (c0_${sl} >> 1u) + ${w}u)`]);
       }
+    }
+    return out;
+  };
+  const names = pageLoads('base').map(([n]) => n);
+  if (L.prefetch) {
+    E(`  var base = plan[entryOff] * PW;\n  var cnt = plan[entryOff + 1u];`);
+    for (const [n, x] of pageLoads('base')) E(`  var ${n} = ${x};`);
+    E(`  for (var pi = 0u; pi < nEntries; pi++) {
+    // next page (the last page loads itself again: cache hits)
+    let nidx = min(pi + 1u, nEntries - 1u);
+    let nbase = plan[entryOff + 2u * nidx] * PW;
+    let ncnt = plan[entryOff + 2u * nidx + 1u];`);
+    for (const [n, x] of pageLoads('nbase')) E(`    let n${n} = ${x};`);
+  } else {
+    E(`  for (var pi = 0u; pi < nEntries; pi++) {
+    let base = plan[entryOff + 2u * pi] * PW;
+    let cnt = plan[entryOff + 2u * pi + 1u];`);
+    for (const [n, x] of pageLoads('base')) E(`    let ${n} = ${x};`);
+  }
+  E(lwInRegister
+    ? `    if (t < ${PT}u) { sh[${LW}u + t] = bitcast<f32>(lw) * LOG2E; }`
+    : `    for (var x = t; x < ${PT}u; x += ${WG}u) { sh[${LW}u + x] = bitcast<f32>(wordAt(base + x)) * LOG2E; }`);
+  const rotate = () => {
+    if (!L.prefetch) return;
+    for (const n of names) E(`    ${n} = n${n};`);
+    E(`    base = nbase;\n    cnt = ncnt;`);
+  };
+  if (packed) {
+    // per-page key scale folded into the query; constant term from the minima
+    for (let sl = 0; sl < slots; sl++) {
+      const n = chans.filter((c) => c.slot === sl).length;
+      for (let w = 0; w < n / 2; w++) E(`    let ksf${sl}_${w} = unpack2x16float(ks${sl}_${w});\n    let kmf${sl}_${w} = unpack2x16float(km${sl}_${w});`);
     }
     chans.forEach((c, k) => {
       const comp = `${c.slot}_${c.pos >> 1}.${COMP[c.pos & 1]}`;
-      E(`    let sk${k} = ks${comp} * ${2 ** (MANTISSA_BITS - c.bit)}.0;`);
-      E(`    let mk${k} = km${comp};`);
+      E(`    let sk${k} = ksf${comp} * ${2 ** (MANTISSA_BITS - c.bit)}.0;`);
+      E(`    let mk${k} = kmf${comp};`);
     });
     for (let h = 0; h < GB; h++) {
       E(`    var c${h} = 0.0;`);
@@ -361,14 +402,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       for (let h = 0; h < GB; h++) {
         const terms = chans.map((c, k) => (packed ? `qa${h}_${k}` : `q${h}_${k}`) + ` * ${chanVal(c, `k${i}`)}`);
         E(`    let d${i}_${h} = ${packed ? `c${h} + ` : ''}${terms.join(' + ')};`);
-        E(`    sh[${PD}u + ((rg + ${RG * (i - r * RPR)}u) * GB + ${h}u) * ${TPRP}u + slice] = d${i}_${h};`);
+        E(`    let w${i}_${h} = ${PD}u + ((rg + ${RG * (i - r * RPR)}u) * GB + ${h}u) * ${TPRP}u + slice;\n    pd[w${i}_${h} >> 2u][w${i}_${h} & 3u] = d${i}_${h};`);
       }
     }
     E(`    workgroupBarrier();
     for (var x = t; x < ${RG * RPR * GB}u; x += ${WG}u) {
       let e = ${RG * RPR * r}u + x / GB;
-      var sum = 0.0;
-      for (var j = 0u; j < ${TPR}u; j++) { sum += sh[${PD}u + x * ${TPRP}u + j]; }
+      ${TPR === 1 ? `let sum = pd[(${PD}u + x) >> 2u][(${PD}u + x) & 3u];` : `var s4 = vec4<f32>(0.0);
+      for (var j = 0u; j < ${Math.ceil(TPR / 4)}u; j++) { s4 += pd[${PD / 4}u + x * ${TPRP / 4}u + j]; }
+      let sum = (s4.x + s4.y) + (s4.z + s4.w);`}
       sh[${LG}u + ${RG * RPR * r * GB}u + x] = select(NEG_BIG, sum + sh[${LW}u + e], e < cnt);
     }
     workgroupBarrier();`);
@@ -394,9 +436,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     unpackF16(`v${i}`);
     if (packed) {
       for (let sl = 0; sl < slots; sl++) {
+        E(`      let hi${sl} = ((VSH + e${i} * ${ng}u + g${sl}) & 1u) != 0u;`);
+        E(`      let vsp${sl} = unpack2x16float(vs${i}_${sl});\n      let vmp${sl} = unpack2x16float(vm${i}_${sl});`);
+        E(`      let vsf${sl} = select(vsp${sl}.x, vsp${sl}.y, hi${sl});\n      let vmf${sl} = select(vmp${sl}.x, vmp${sl}.y, hi${sl});`);
         for (let h = 0; h < GB; h++) {
-          E(`      let ps${h}_${sl} = p${i}_${h} * vs${i}_${sl};`);
-          E(`      pm${h}_${sl} = fma(p${i}_${h}, vm${i}_${sl}, pm${h}_${sl});`);
+          E(`      let ps${h}_${sl} = p${i}_${h} * vsf${sl};`);
+          E(`      pm${h}_${sl} = fma(p${i}_${h}, vmf${sl}, pm${h}_${sl});`);
         }
       }
     }
@@ -407,6 +452,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     });
     E(`    }`);
   }
+  rotate();
   E(`  }`);
   // end of split: merge the row groups
   if (packed) {
@@ -424,14 +470,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   E(`  for (var step = 0u; step < ${RG}u; step++) {
     if (rg == step) {`);
   for (let h = 0; h < GB; h++) {
-    chans.forEach((c, k) => E(`      let i${h}_${k} = ${ACC}u + ${h}u * D + ${c.ch};\n      sh[i${h}_${k}] = select(sh[i${h}_${k}], 0.0, step == 0u) + a${h}_${k} * f${h};`));
+    chans.forEach((c, k) => E(`      let i${h}_${k} = ${ACC}u + ${h}u * D + ${c.ch};\n      pd[i${h}_${k} >> 2u][i${h}_${k} & 3u] = select(pd[i${h}_${k} >> 2u][i${h}_${k} & 3u], 0.0, step == 0u) + a${h}_${k} * f${h};`));
   }
   E(`    }
     workgroupBarrier();
   }
   for (var i = t; i < GB * D; i += ${WG}u) {
     let h = h0 + i / D;
-    if (h < G) { partials[pBase + HP + h0 * D + i] = sh[${ACC}u + i]; }
+    if (h < G) { partials[pBase + HP + h0 * D + i] = pd[(${ACC}u + i) >> 2u][(${ACC}u + i) & 3u]; }
   }
   if (t < GB && h0 + t < G) {
     var M = NEG_BIG;
