@@ -42,6 +42,9 @@ const TASK_TIME_MS = 400;
 const QUICK_TASK_TIME_MS = 120;
 /** Minimum timed iterations per task. */
 const MIN_ITERATIONS = 4;
+/** Warm-up per engine, format and head dim (tier-up of the WebAssembly code). */
+const WARMUP_TOKENS = 2048;
+const WARMUP_MS = 150;
 
 export interface AttentionBenchOptions {
   /** Reduced grid (default false). */
@@ -392,6 +395,26 @@ export async function runAttentionBench(options: AttentionBenchOptions = {}): Pr
   const engines: Partial<Record<Impl, Engine>> = {};
   if (impls.includes('wasm-simd')) engines['wasm-simd'] = await createEngine({ backend: 'wasm-simd' });
   if (impls.includes('wasm-scalar')) engines['wasm-scalar'] = await createEngine({ backend: 'wasm-scalar' });
+
+  // Warm-up: V8 compiles WebAssembly with a baseline tier first and optimizes hot functions in
+  // the background; run every format's kernels for a while so that no measurement sees the
+  // baseline code.
+  for (const e of Object.values(engines)) {
+    if (!e) continue;
+    for (const d of headDims) {
+      const n = WARMUP_TOKENS;
+      const keys = gaussian(n * d, 1), values = gaussian(n * d, 2);
+      const q = gaussian(G * d, 3);
+      for (const format of formats) {
+        const lane = packLane(e, { format, headDim: d, valueGroup: Math.min(32, d), keys, values });
+        const r = wasmRunner(e, lane, q, G, d, 1 / Math.sqrt(d));
+        const t0 = performance.now();
+        while (performance.now() - t0 < WARMUP_MS) r.run();
+        r.free();
+        lane.dispose();
+      }
+    }
+  }
 
   const results: AttentionBenchRow[] = [];
   for (const d of headDims) {
