@@ -28,6 +28,12 @@
 //
 // Pages keep unused slots (count .. PAGE_TOKENS-1) zeroed, so a page's bytes depend only
 // on its entries (snapshots are deterministic).
+//
+// SIMD build: quantization (group min/max, lane-wise f16 round-down/up, magic-number rounding,
+// byte packing of the planes), dequantization, f16 page conversion and the fused qdot/qaxpy
+// run 4-16 lanes at a time where rows are whole 16-byte chunks (d*bits/8 % 16 == 0, and
+// vg % 4 == 0 for values); other shapes use the scalar code. Quantization and f16 conversion
+// do the same operations as the scalar code, so both builds write identical page bytes.
 // builtins renamed because kernels take a parameter called `min` (the ABI's name)
 // @ts-ignore: decorator
 @inline function fmin<T>(a: T, b: T): T { return min<T>(a, b); }
