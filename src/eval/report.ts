@@ -63,10 +63,10 @@ function fracLabel(r: number): string {
 /** Markdown table of the aggregates. */
 export function table(task: EvalRow['task'], aggs: Aggregate[]): string {
   const metrics = TASK_METRICS[task];
-  const header = ['policy', 'precision', 'budget', ...(task === 'attn-error' ? ['layer'] : []), 'budget KiB', 'used KiB', 'n', ...metrics.map((m) => `${m} (mean ± sem)`)];
-  const sorted = [...aggs].sort((a, b) => (a.layer ?? 0) - (b.layer ?? 0) || b.ratio - a.ratio || a.precision.localeCompare(b.precision) || a.policy.localeCompare(b.policy));
+  const header = ['policy', 'precision', 'budget', ...(task === 'attn-error' ? ['layer'] : []), ...(task === 'needle' ? ['context (full f16 KiB)'] : []), 'budget KiB', 'used KiB', 'n', ...metrics.map((m) => `${m} (mean ± sem)`)];
+  const sorted = [...aggs].sort((a, b) => (a.layer ?? 0) - (b.layer ?? 0) || (a.contextBytes ?? 0) - (b.contextBytes ?? 0) || b.ratio - a.ratio || a.precision.localeCompare(b.precision) || a.policy.localeCompare(b.policy));
   return markdownTable(header, sorted.map((a) => [
-    a.policy, a.precision, fracLabel(a.ratio), ...(task === 'attn-error' ? [String(a.layer)] : []),
+    a.policy, a.precision, fracLabel(a.ratio), ...(task === 'attn-error' ? [String(a.layer)] : []), ...(task === 'needle' ? [((a.contextBytes ?? 0) / 1024).toFixed(0)] : []),
     (a.budgetBytes / 1024).toFixed(0), (a.usedBytes / 1024).toFixed(0), a.n,
     ...metrics.map((m) => { const x = a.metrics[m]; return x ? `${fmt(x.mean)} ± ${fmt(x.sem)}` : '—'; }),
   ]));
@@ -82,9 +82,10 @@ function fmt(x: number): string {
 export function plots(task: EvalRow['task'], aggs: Aggregate[], caption: string, title = `edgekv eval --task ${task}`): Array<{ name: string; svg: string }> {
   const out: Array<{ name: string; svg: string }> = [];
   const layerSet = [...new Set(aggs.map((a) => a.layer))];
+  const ctxSet = [...new Set(aggs.map((a) => a.contextBytes))];
   for (const m of TASK_METRICS[task]) {
-    for (const layer of layerSet) {
-      const sel = aggs.filter((a) => a.layer === layer && a.ratio < 1 && a.metrics[m]);
+    for (const layer of layerSet) for (const ctx of ctxSet) {
+      const sel = aggs.filter((a) => a.layer === layer && a.contextBytes === ctx && a.ratio < 1 && a.metrics[m]);
       const byName = new Map<string, Series>();
       for (const a of sel) {
         const name = `${a.policy} ${a.precision}`;
@@ -93,11 +94,11 @@ export function plots(task: EvalRow['task'], aggs: Aggregate[], caption: string,
         byName.get(name)!.points.push({ x: a.ratio, y: v.mean, yLo: v.mean - v.sem, yHi: v.mean + v.sem });
       }
       if (byName.size === 0) continue;
-      const suffix = layer === undefined ? '' : `-layer${layer}`;
+      const suffix = (layer === undefined ? '' : `-layer${layer}`) + (ctx === undefined ? '' : `-ctx${Math.round(ctx / 1024)}KiB`);
       out.push({
         name: `${m}${suffix}`,
         svg: lineChart([...byName.values()], {
-          title: `${title}: ${m}${layer === undefined ? '' : ` (layer ${layer})`}`,
+          title: `${title}: ${m}${layer === undefined ? '' : ` (layer ${layer})`}${ctx === undefined ? '' : ` (context: full cache ${Math.round(ctx / 1024)} KiB)`}`,
           xLabel: 'budget (fraction of the full f16 cache bytes)', yLabel: m, logX: true, logY: m === 'kl' || m === 'relError', caption,
         }),
       });
