@@ -3,11 +3,14 @@
  * prompt of ../shared/models/mix-27m, the runner's prefill (per layer and token: append,
  * compress when over the cap, attend) through an edgekv cache, timing every compression
  * (`cache.compress`: the policy's plan, i.e. the walk, plus the cache's execution of the
- * plan) in the same run. Reported: the compressions' share of that prefill's wall time
- * (target <= 5%) and the compression throughput in tokens per second per lane (prompt
- * tokens / compression time of one lane). `uniform` runs beside it as the cheapest
- * sampler, and `balancekv` with `mode: 'prefill'` is timed on one long append per layer
- * (the captured K/V of the same prompt: the paper's one-shot).
+ * plan) in the same run. Two prefills: streaming (`model.forward` through the cache:
+ * append and attend token by token, compressing whenever a lane is over its cap) and
+ * one-shot (`prefillOneShot`: exact prompt, then one append per layer, one compression per
+ * lane: the papers' setting), with BalanceKV variants (mode 'prefill', γ = 0, B = 32, 64,
+ * 256) for the cost side of the parameter study. Reported: the compressions' share of
+ * that prefill's wall time (target <= 5%) and the compression throughput in tokens per
+ * second per lane (prompt tokens / compression time of one lane); `uniform` runs beside it
+ * as the cheapest sampler.
  *
  *   node --import tsx bench/balancekv-cache.ts [--tokens 2048] [--ratios 0.25,0.125] [--backend wasm-simd|wasm-scalar]
  *
@@ -18,7 +21,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { createEngine } from '../src/engine.ts';
-import { captureKV, fullCacheBytes, textWindow, type EvalContext } from '../src/eval/harness.ts';
+import { fullCacheBytes, textWindow, type EvalContext } from '../src/eval/harness.ts';
+import { prefillOneShot } from '../src/model/prefill.ts';
 import { loadModel } from '../src/model/llama.ts';
 import { missingModelMessage, resolveModelDir } from '../src/model/paths.ts';
 import type { AttentionBackend } from '../src/model/types.ts';
@@ -62,42 +66,27 @@ async function main(): Promise<void> {
   model.forward(ids, exact);
   const exactMs = performance.now() - t0;
   exact.dispose();
-  rows.push({ mode: 'exact attention (no cache)', ratio: 1, prefillMs: exactMs });
-  for (const ratio of flags.ratios.split(',').map(Number)) {
-    for (const policy of ['uniform', 'balancekv']) {
-      const cache = engine.createCache(cacheOpts(policy, ratio));
-      const acc = timeCompressions(cache);
-      t0 = performance.now();
-      model.forward(ids, cache as unknown as AttentionBackend);
-      const prefillMs = performance.now() - t0;
-      const st = (cache.policy as Partial<BalanceKVPolicy>).stats;
-      rows.push({
-        mode: `${policy} (stream, in the runner)`, ratio, prefillMs, compressMs: acc.ms, compressions: acc.calls,
-        planMs: st?.ms, walked: st?.walked, halvings: st?.halvings, saturatedShare: st ? st.saturated / Math.max(1, st.walked) : undefined,
-        share: acc.ms / prefillMs, tokensPerSecPerLane: (N * lanes) / (acc.ms / 1e3),
-      });
-      cache.dispose();
-    }
-    // One-shot: the whole prompt's K/V appended once per layer, compressed once per lane.
-    const cap = captureKV(model, ids, Array.from({ length: c.layers }, (_, i) => i));
-    const cache = engine.createCache(cacheOpts({ name: 'balancekv', mode: 'prefill' }, ratio));
+  rows.push({ mode: 'exact attention (no cache)', policy: 'exact', ratio: 1, prefillMs: exactMs });
+  const run = (mode: 'stream' | 'oneshot', policy: string | Record<string, unknown>, ratio: number) => {
+    const cache = engine.createCache(cacheOpts(policy, ratio));
     const acc = timeCompressions(cache);
-    const kvDim = c.kvHeads * d;
-    for (let l = 0; l < c.layers; l++) {
-      const k = new Float32Array(N * kvDim), v = new Float32Array(N * kvDim);
-      for (let t = 0; t < N; t++) for (let h = 0; h < c.kvHeads; h++) {
-        k.set(cap.keys[l].subarray(t * kvDim + h * d, t * kvDim + h * d + d), (h * N + t) * d);
-        v.set(cap.values[l].subarray(t * kvDim + h * d, t * kvDim + h * d + d), (h * N + t) * d);
-      }
-      cache.append(l, k, v);
-    }
-    const st = (cache.policy as BalanceKVPolicy).stats;
+    t0 = performance.now();
+    if (mode === 'stream') model.forward(ids, cache as unknown as AttentionBackend);
+    else prefillOneShot(model, ids, cache);
+    const prefillMs = performance.now() - t0;
+    const st = (cache.policy as Partial<BalanceKVPolicy>).stats;
     rows.push({
-      mode: 'balancekv (prefill: one append per layer)', ratio, prefillMs: exactMs, compressMs: acc.ms, compressions: acc.calls, planMs: st.ms,
-      walked: st.walked, halvings: st.halvings, saturatedShare: st.saturated / Math.max(1, st.walked),
-      share: acc.ms / exactMs, tokensPerSecPerLane: (N * lanes) / (acc.ms / 1e3),
+      mode: mode === 'stream' ? 'stream (model.forward through the cache)' : 'one-shot (prefillOneShot: one append per layer)',
+      policy: typeof policy === 'string' ? policy : JSON.stringify(policy), ratio, prefillMs, compressMs: acc.ms, compressions: acc.calls,
+      planMs: st?.ms, walked: st?.walked, halvings: st?.halvings, saturatedShare: st ? st.saturated / Math.max(1, st.walked) : undefined,
+      share: acc.ms / prefillMs, tokensPerSecPerLane: (N * lanes) / (acc.ms / 1e3),
     });
     cache.dispose();
+  };
+  for (const ratio of flags.ratios.split(',').map(Number)) {
+    for (const policy of ['uniform', 'balancekv']) run('stream', policy, ratio);
+    for (const policy of ['uniform', 'balancekv', { name: 'balancekv', mode: 'prefill' }, { name: 'balancekv', gamma: 0 },
+      { name: 'balancekv', blockSize: 32 }, { name: 'balancekv', blockSize: 64 }, { name: 'balancekv', blockSize: 256 }]) run('oneshot', policy, ratio);
   }
   let revision = 'unknown';
   try { revision = execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim(); } catch { /* not a checkout */ }
@@ -108,9 +97,9 @@ async function main(): Promise<void> {
   mkdirSync('bench/results', { recursive: true });
   writeFileSync(flags.out, JSON.stringify(doc, null, 1));
   const f = (x: unknown, p = 1) => (typeof x === 'number' ? x.toFixed(p) : '');
-  console.log(`| mode | budget | prefill ms | compression ms | share of prefill | tokens/s per lane | plan ms (walk) | entries walked | saturated steps |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |`);
+  console.log(`| prefill | policy | budget | prefill ms | compression ms | share of prefill | tokens/s per lane | plan ms (walk) | entries walked | saturated steps |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`);
   for (const r of rows) {
-    console.log(`| ${r.mode} | ${r.ratio === 1 ? '' : `1/${Math.round(1 / (r.ratio as number))}`} | ${f(r.prefillMs, 0)} | ${f(r.compressMs, 0)} | ${typeof r.share === 'number' ? `${(100 * r.share).toFixed(2)}%` : ''} | ${typeof r.tokensPerSecPerLane === 'number' ? Math.round(r.tokensPerSecPerLane as number).toLocaleString('en') : ''} | ${f(r.planMs, 0)} | ${r.walked ?? ''} | ${typeof r.saturatedShare === 'number' ? `${(100 * (r.saturatedShare as number)).toFixed(0)}%` : ''} |`);
+    console.log(`| ${r.mode} | ${r.policy} | ${r.ratio === 1 ? '' : `1/${Math.round(1 / (r.ratio as number))}`} | ${f(r.prefillMs, 0)} | ${f(r.compressMs, 0)} | ${typeof r.share === 'number' ? `${(100 * r.share).toFixed(2)}%` : ''} | ${typeof r.tokensPerSecPerLane === 'number' ? Math.round(r.tokensPerSecPerLane as number).toLocaleString('en') : ''} | ${f(r.planMs, 0)} | ${r.walked ?? ''} | ${typeof r.saturatedShare === 'number' ? `${(100 * (r.saturatedShare as number)).toFixed(0)}%` : ''} |`);
   }
 }
 
