@@ -14,8 +14,8 @@
  * linspace). Cost: O(bits · entries) to build vectors, one popcount pass, one sort;
  * no pairwise similarity.
  *
- * Kept from the paper: the budget split (importance gets `keep − ⌊rho·keep⌋`, at least
- * one representative), top-half bits, anchors `random`, `mean` (bitwise majority over
+ * Kept from the paper: the budget split (importance gets `keep − ⌊rho·keep⌋`; with
+ * ⌊rho·keep⌋ = 0 the stage does nothing), top-half bits, anchors `random`, `mean` (bitwise majority over
  * all units), `alternate` (0101…), `zeros`, `ones` (the last two from OpenVINO GenAI),
  * representatives drawn only from units the importance pick left out, the result sorted
  * back into position order.
@@ -278,7 +278,10 @@ export function createKVCrush(config: KVCrushConfig): Stage {
       const E = scores.length;
       if (rho === 0 || keep <= 0 || keep >= E) return;
       if (granularity === 'token') {
-        const bc = Math.min(keep, Math.max(1, Math.floor(rho * keep)));
+        // Fewer than 1 / rho entries to keep: no representative (one would replace a large
+        // share of a tiny importance pick; at 1/16 on mix-27m that only hurt).
+        const bc = Math.floor(rho * keep);
+        if (bc === 0) return;
         const imp = topK(scores, keep - bc);
         const tok = entryBits(ctx, scores, source, window);
         const a = makeAnchor(anchor, tok, rng32(ctx));

@@ -180,11 +180,14 @@ s('block granularity: whole blocks by summed score, representative blocks, remai
   assert.equal(Array.from(m2), before);
 });
 
-s('rho = 0 is the base policy; keep >= evictable changes nothing', () => {
+s('rho = 0 is the base policy; so is keep < 1 / rho; keep >= evictable changes nothing', () => {
   const E = 16, scores = Float64Array.from({ length: E }, (_, i) => (i * 7) % 5);
   const m = topK(scores, 6), before = Array.from(m);
   createKVCrush({ ...BASE, rho: 0 }).apply(fakeCtx(E, 1, null), scores, m, 6);
   assert.equal(Array.from(m), before);
+  const few = topK(scores, 3), fewBefore = Array.from(few); // rho 0.25 * 3 < 1: no representative
+  createKVCrush(BASE).apply(fakeCtx(E, 1, null), scores, few, 3);
+  assert.equal(Array.from(few), fewBefore);
   const all = topK(scores, E);
   createKVCrush(BASE).apply(fakeCtx(E, 1, null), scores, all, E);
   assert.is(count(all), E);
