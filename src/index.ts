@@ -27,3 +27,7 @@ export { Tokenizer } from './model/tokenizer.ts';
 export { verifyModel } from './model/verify.ts';
 export { modelFiles, resolveModelDir } from './model/paths.ts';
 export type { ModelFiles } from './model/paths.ts';
+export { profileModel } from './profile/profile.ts';
+export { validateProfile } from './profile/schema.ts';
+export type { Profile } from './profile/schema.ts';
+export { quantizedTable } from './budget/quantized.ts';
