@@ -25,6 +25,7 @@ find_bin() {
 
 total_passed=0
 total_failed=0
+total_skipped=0
 status=0
 summary=()
 
@@ -45,6 +46,9 @@ run_one() { # name, command...
   local p f
   p=$(echo "$line" | sed -E 's/^([0-9]+) passed.*/\1/')
   f=$(echo "$line" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')
+  local k
+  k=$(echo "$line" | sed -nE 's/.*, ([0-9]+) skipped.*/\1/p')
+  total_skipped=$((total_skipped + ${k:-0}))
   total_passed=$((total_passed + p))
   total_failed=$((total_failed + f))
   if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then status=1; fi
@@ -74,5 +78,5 @@ fi
 
 for s in "${summary[@]}"; do echo "$s"; done
 echo "logs: $logs"
-echo "$total_passed passed, $total_failed failed"
+if [ "$total_skipped" -gt 0 ]; then echo "$total_passed passed, $total_failed failed, $total_skipped skipped"; else echo "$total_passed passed, $total_failed failed"; fi
 exit $status
