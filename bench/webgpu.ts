@@ -19,15 +19,20 @@
  *                                      hpp=N (heads per pass), pf=0|1 (prefetch the next page);
  *                                      "default" = the defaults  [default]
  *   --min-ms 300                       GPU time per measurement (iterations chosen to reach it)
+ *   --rounds 3                         interleaved rounds over the variants; the best is kept
  *   --cpu / --no-cpu [--cpu]           also time the WASM kernels (wasm-simd) on the same pages
  *   --peak-gbps N                      the GPU's memory bandwidth, for the fraction column
  *   --out FILE                         JSON path [bench/results/webgpu-<date>.json]
  *
  * GB/s = bytes of the pages attended (payload + scales + minima + log-weights +
- * positions) / time per call. Time per call: N and 2N calls are encoded into one command
- * buffer each (encoding not timed), submitted, and timed from submit to
- * onSubmittedWorkDone; per call = (T(2N) - T(N)) / N, which removes the fixed
- * submit/completion latency (`gpuMsMean` = T(2N) / 2N keeps it). Pages are a cycle of 64
+ * positions) / time per call. Time per call: one command buffer holds 150 ms of
+ * warm-up calls (the GPU stays busy, so its clock is up) followed by N timed calls
+ * (N calls ~ min-ms / 2); with the 'timestamp-query' feature the GPU time from the start
+ * of the first timed call to the end of the last is divided by N (`gpuMs`); without it,
+ * per call = (T(2N) - T(N)) / N with T from submit to onSubmittedWorkDone.
+ * `gpuMsMean` = wall time of the whole command buffer / calls (submit latency included).
+ * All variants of a (format, tokens) group are resident together and measured in
+ * `--rounds` interleaved rounds; the best round is kept. Pages are a cycle of 64
  * distinct random pages per format (content does not change the bytes read). Every row
  * checks lane 0 against the float64 reference over the same page bytes
  * (`maxRelErrVsRef`, relative to max |out|). SwiftShader / llvmpipe numbers are
@@ -38,6 +43,7 @@ import { FORMATS, PAGE_TOKENS, pageBytes } from '../src/formats.ts';
 import type { Format } from '../src/formats.ts';
 import { createWebGPUContext } from '../src/webgpu/device.ts';
 import { createWebGPUAttention } from '../src/webgpu/attention.ts';
+import type { WebGPUAttention } from '../src/webgpu/attention.ts';
 import { WasmPagedAttention } from '../src/webgpu/backend.ts';
 import { decodePage, encodePage, referenceAttention } from '../src/webgpu/pagecodec.ts';
 import type { DecodedPage } from '../src/webgpu/pagecodec.ts';
@@ -79,7 +85,7 @@ function args(): string[] {
 }
 
 function parse(argv: string[]) {
-  const o = { tokens: [4096, 16384, 65536, 262144], formats: ['f16', 'int4'] as Format[], lanes: 8, group: 4, headDim: 128, splits: 1024, variants: 'default', minMs: 300, cpu: true, peak: null as number | null, out: '' };
+  const o = { tokens: [4096, 16384, 65536, 262144], formats: ['f16', 'int4'] as Format[], lanes: 8, group: 4, headDim: 128, splits: 1024, variants: 'default', rounds: 3, minMs: 300, cpu: true, peak: null as number | null, out: '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
     if (a === '--tokens') o.tokens = v().split(',').map(Number);
@@ -89,6 +95,7 @@ function parse(argv: string[]) {
     else if (a === '--head-dim') o.headDim = Number(v());
     else if (a === '--splits') o.splits = Number(v());
     else if (a === '--variants') o.variants = v();
+    else if (a === '--rounds') o.rounds = Number(v());
     else if (a === '--min-ms') o.minMs = Number(v());
     else if (a === '--cpu') o.cpu = true;
     else if (a === '--no-cpu') o.cpu = false;
@@ -121,6 +128,8 @@ function parseVariants(spec: string, splits: number): Variant[] {
 
 /** Largest iteration count per command buffer. */
 const MAX_ITERATIONS = 20000;
+/** GPU busy time right before the timed calls of each measurement (same command buffer). */
+const WARMUP_MS = 150;
 
 async function findGpu(): Promise<{ gpu: Gpu | undefined; source: string }> {
   const nav = (globalThis as { navigator?: { gpu?: Gpu } }).navigator;
@@ -154,7 +163,8 @@ async function main(): Promise<void> {
   const o = parse(args());
   const log = (s: string) => console.error(s);
   const { gpu, source } = await findGpu();
-  const ctx = await createWebGPUContext({ gpu, onNotice: log });
+  const ctx = await createWebGPUContext({ gpu, onNotice: log, optionalFeatures: ['timestamp-query'] });
+  let timer = 'wall clock: (T(2N) - T(N)) / N from submit to onSubmittedWorkDone';
   const desc = `${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.device} ${ctx.adapter.description}`.replace(/\s+/g, ' ').trim();
   const peak = o.peak ?? KNOWN_PEAK_GBPS.find(([re]) => re.test(desc))?.[1] ?? null;
   log(`adapter: ${desc} via ${source}; maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize}, maxBufferSize ${ctx.limits.maxBufferSize}${peak ? `; peak ${peak} GB/s` : ''}`);
@@ -203,47 +213,68 @@ async function main(): Promise<void> {
           w.destroy();
         }
       }
-      for (const variant of variants) {
-        const gpuAttn = await createWebGPUAttention({ context: ctx, headDim: d, groupSize: G, valueGroup: vg, targetSplits: variant.splits, tuning: variant.tuning });
-        let row: Row;
-        try {
-          await gpuAttn.reserve(format, pagesPerLane * o.lanes);
-          const lanes: number[] = [];
+      // every variant resident at once; measured in interleaved rounds after a GPU warm-up,
+      // best round kept (a GPU that idled between groups, or a noisy neighbour, shows up as
+      // a slow round, not as a slow variant)
+      const runs: Array<{ variant: Variant; attn: WebGPUAttention; lanes: number[]; err: number; out: Float32Array; n: number; warmup: number; best: number; mean: number }> = [];
+      try {
+        for (const variant of variants) {
+          const attn = await createWebGPUAttention({ context: ctx, headDim: d, groupSize: G, valueGroup: vg, targetSplits: variant.splits, tuning: variant.tuning });
+          runs.push({ variant, attn, lanes: [], err: 0, out: new Float32Array(0), n: 4, warmup: 0, best: Infinity, mean: Infinity });
+          const r = runs[runs.length - 1];
+          await attn.reserve(format, pagesPerLane * o.lanes);
           for (let l = 0; l < o.lanes; l++) {
-            const lane = gpuAttn.createLane();
-            for (let p = 0; p < pagesPerLane; p++) gpuAttn.writePage(lane, p, format, pageOf(l, p), countOf(p));
-            lanes.push(lane);
+            const lane = attn.createLane();
+            for (let p = 0; p < pagesPerLane; p++) attn.writePage(lane, p, format, pageOf(l, p), countOf(p));
+            r.lanes.push(lane);
           }
-          const got = await gpuAttn.attend(lanes, q);
-          let err = 0;
-          for (let i = 0; i < G * d; i++) err = Math.max(err, Math.abs(got.out[i] - ref.out[i]) / refMax);
-          // calibrate N so that N calls take about minMs / 2, then time N and 2N
-          let n = 4, tn = await gpuAttn.timeAttend(lanes, q, n);
-          while (tn < o.minMs / 2 && n < MAX_ITERATIONS) {
-            n = Math.min(MAX_ITERATIONS, Math.ceil(n * Math.min(16, Math.max(2, o.minMs / 2 / Math.max(tn, 1e-3)))));
-            tn = await gpuAttn.timeAttend(lanes, q, n);
+          const got = await attn.attend(r.lanes, q);
+          r.out = got.out;
+          for (let i = 0; i < G * d; i++) r.err = Math.max(r.err, Math.abs(got.out[i] - ref.out[i]) / refMax);
+          // N calls take about minMs / 2
+          const span = async (n: number) => { const t = await attn.timeAttend(r.lanes, q, n); return t.gpuMs ?? t.wallMs; };
+          let tn = await span(r.n);
+          while (tn < o.minMs / 2 && r.n < MAX_ITERATIONS) {
+            r.n = Math.min(MAX_ITERATIONS, Math.ceil(r.n * Math.min(16, Math.max(2, o.minMs / 2 / Math.max(tn, 1e-3)))));
+            tn = await span(r.n);
           }
-          const t2n = await gpuAttn.timeAttend(lanes, q, 2 * n);
-          const mean = t2n / (2 * n);
-          const slope = (t2n - tn) / n;
-          const gpuMs = slope > 0 ? slope : mean;
-          row = {
-            variant: variant.name, format, tokensPerLane: tokens, lanes: o.lanes, pagesPerLane, bytes, gpuMs, gpuMsMean: mean, gpuGBps: bytes / GB / (gpuMs / 1e3),
-            maxRelErrVsRef: err, gpuFractionOfPeak: null, cpuMs: null, cpuGBps: null, maxAbsDiffVsCpu: null, iterations: n,
-          };
-          if (peak) row.gpuFractionOfPeak = row.gpuGBps / peak;
-          if (cpu) {
-            row.cpuMs = cpu.ms;
-            row.cpuGBps = bytes / GB / (cpu.ms / 1e3);
-            let diff = 0;
-            for (let i = 0; i < cpu.out.length; i++) diff = Math.max(diff, Math.abs(cpu.out[i] - got.out[i]));
-            row.maxAbsDiffVsCpu = diff;
+          r.warmup = Math.min(MAX_ITERATIONS, Math.ceil((r.n * WARMUP_MS) / Math.max(tn, 1e-3)));
+        }
+        for (let round = 0; round < o.rounds; round++) {
+          for (const r of runs) {
+            // one command buffer: WARMUP_MS of calls, then N timed calls (GPU timestamps)
+            const t = await r.attn.timeAttend(r.lanes, q, r.n, undefined, r.warmup);
+            r.mean = Math.min(r.mean, t.wallMs / (r.warmup + r.n));
+            if (t.gpuMs !== null) {
+              timer = 'gpu timestamps';
+              r.best = Math.min(r.best, t.gpuMs / r.n);
+            } else {
+              const tn = (await r.attn.timeAttend(r.lanes, q, r.n)).wallMs;
+              const t2n = (await r.attn.timeAttend(r.lanes, q, 2 * r.n)).wallMs;
+              const slope = (t2n - tn) / r.n;
+              if (slope > 0) r.best = Math.min(r.best, slope);
+            }
           }
-        } finally {
-          gpuAttn.destroy();
+        }
+      } finally {
+        for (const r of runs) r.attn.destroy();
+      }
+      for (const r of runs) {
+        const gpuMs = Number.isFinite(r.best) ? r.best : r.mean;
+        const row: Row = {
+          variant: r.variant.name, format, tokensPerLane: tokens, lanes: o.lanes, pagesPerLane, bytes, gpuMs, gpuMsMean: r.mean, gpuGBps: bytes / GB / (gpuMs / 1e3),
+          maxRelErrVsRef: r.err, gpuFractionOfPeak: null, cpuMs: null, cpuGBps: null, maxAbsDiffVsCpu: null, iterations: r.n,
+        };
+        if (peak) row.gpuFractionOfPeak = row.gpuGBps / peak;
+        if (cpu) {
+          row.cpuMs = cpu.ms;
+          row.cpuGBps = bytes / GB / (cpu.ms / 1e3);
+          let diff = 0;
+          for (let i = 0; i < cpu.out.length; i++) diff = Math.max(diff, Math.abs(cpu.out[i] - r.out[i]));
+          row.maxAbsDiffVsCpu = diff;
         }
         rows.push(row);
-        log(`${variant.name.padEnd(12)} ${format.padEnd(4)} ${String(tokens).padStart(7)} tok x ${o.lanes} lanes ${(bytes / 2 ** 20).toFixed(1).padStart(8)} MiB  gpu ${(row.gpuMs * 1e3).toFixed(1).padStart(8)} us (mean ${(row.gpuMsMean * 1e3).toFixed(1)}) ${row.gpuGBps.toFixed(1).padStart(7)} GB/s${row.gpuFractionOfPeak !== null ? ` (${(100 * row.gpuFractionOfPeak).toFixed(1)}%)` : ''} err ${row.maxRelErrVsRef.toExponential(1)}` +
+        log(`${r.variant.name.padEnd(12)} ${format.padEnd(4)} ${String(tokens).padStart(7)} tok x ${o.lanes} lanes ${(bytes / 2 ** 20).toFixed(1).padStart(8)} MiB  gpu ${(row.gpuMs * 1e3).toFixed(1).padStart(8)} us (mean ${(row.gpuMsMean * 1e3).toFixed(1)}) ${row.gpuGBps.toFixed(1).padStart(7)} GB/s${row.gpuFractionOfPeak !== null ? ` (${(100 * row.gpuFractionOfPeak).toFixed(1)}%)` : ''} err ${row.maxRelErrVsRef.toExponential(1)}` +
           (row.cpuMs !== null ? `  wasm ${row.cpuMs.toFixed(3)} ms ${row.cpuGBps!.toFixed(2)} GB/s |gpu-wasm| ${row.maxAbsDiffVsCpu!.toExponential(1)}` : ''));
       }
     }
@@ -258,7 +289,7 @@ async function main(): Promise<void> {
     limits: { maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize, maxBufferSize: ctx.limits.maxBufferSize, maxComputeWorkgroupStorageSize: ctx.limits.maxComputeWorkgroupStorageSize },
     cpuThreads: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? null,
     revision: await gitRevision(),
-    config: { headDim: d, groupSize: G, valueGroup: vg, lanes: o.lanes, targetSplits: o.splits, variants: variants.map((v) => v.name), minMs: o.minMs, timing: 'per call = (T(2N) - T(N)) / N, T from submit to onSubmittedWorkDone' },
+    config: { headDim: d, groupSize: G, valueGroup: vg, lanes: o.lanes, targetSplits: o.splits, variants: variants.map((v) => v.name), minMs: o.minMs, rounds: o.rounds, timing: `${timer}; best of the interleaved rounds; each measurement preceded by ${WARMUP_MS} ms of calls in the same command buffer` },
     results: rows,
   };
   ctx.destroy();

@@ -17,7 +17,7 @@ import { EdgeKVError, argError, checkF32, checkInt, checkKeys, checkNum, checkOn
 import { FORMATS, PAGE_TOKENS, SUPPORTED_HEAD_DIMS, defaultValueGroup, pageBytes } from '../formats.ts';
 import type { Format } from '../formats.ts';
 import { BufferUsage, MAP_MODE_READ, SHADER_STAGE_COMPUTE } from './gpu-types.ts';
-import type { GpuBindGroupLayout, GpuBuffer, GpuComputePipeline, GpuDevice, GpuError } from './gpu-types.ts';
+import type { GpuBindGroupLayout, GpuBuffer, GpuComputePipeline, GpuDevice, GpuError, GpuPassTimestampWrites, GpuQuerySet } from './gpu-types.ts';
 import { WebGPUContext, createWebGPUContext } from './device.ts';
 import type { WebGPUContextOptions } from './device.ts';
 import { PARAMS_STRIDE, WORKGROUP_SIZE, MAX_HEADS_PER_PASS, attentionLayout, attentionShader, attentionWorkgroupBytes, mergeLayout, mergeShader, partialStride } from './wgsl.ts';
@@ -41,6 +41,8 @@ export const INITIAL_CHUNK_PAGES = 64;
 export const DEFAULT_TARGET_SPLITS = 1024;
 /** The merge kernel writes an lse at or below this for a head without live entries. */
 const NO_ENTRY_LSE = -1e38;
+/** Bytes of the two resolved timestamps of `timeAttend`. */
+const TIMESTAMP_BYTES = 16;
 /** Page-table caches kept (one per distinct lane list, e.g. one per layer). */
 const PLAN_CACHE_SIZE = 256;
 
@@ -314,16 +316,19 @@ export class WebGPUAttention {
   }
 
   /**
-   * Benchmark hook: encode attention `iterations` times into one command buffer (no
-   * read-back), submit it and return the wall time from submit to completion in
-   * milliseconds, for all iterations together (after one warm-up call). Encoding is
-   * not timed; the submit-to-done latency is (difference two counts to remove it).
+   * Benchmark hook: encode `warmup + iterations` attention calls into one command buffer
+   * (no read-back), submit it and return, for the `iterations` timed calls together, the
+   * wall time from submit to completion in milliseconds (`wallMs`, all calls, encoding
+   * not timed) and, where the device has the `'timestamp-query'` feature, the GPU time
+   * from the start of the first timed call to the end of the last (`gpuMs`, else null).
+   * The warm-up calls keep the GPU busy (and its clock up) right before the timed ones.
    */
-  async timeAttend(lanes: readonly number[], q: Float32Array, iterations: number, scale?: number): Promise<number> {
+  async timeAttend(lanes: readonly number[], q: Float32Array, iterations: number, scale?: number, warmup = 0): Promise<{ wallMs: number; gpuMs: number | null }> {
     await this.attend(lanes, q, scale);
     checkInt('iterations', iterations, 1, 1e6);
+    checkInt('warmup', warmup, 0, 1e6);
     const sc = scale === undefined ? 1 / Math.sqrt(this.headDim) : scale;
-    const run = this.tail.then(async () => (await this.run(lanes.slice(), q, sc, iterations, false)) as number);
+    const run = this.tail.then(async () => (await this.run(lanes.slice(), q, sc, iterations, false, warmup)) as { wallMs: number; gpuMs: number | null });
     this.tail = run.catch(() => {});
     return run;
   }
@@ -345,6 +350,7 @@ export class WebGPUAttention {
     for (const p of this.pools.values()) for (const c of p.chunks) c.destroy();
     for (const p of this.plans.values()) p.buffer.destroy();
     for (const b of Object.values(this.scratch)) b?.destroy();
+    if (this.timing) { this.timing.querySet.destroy(); this.timing.resolve.destroy(); this.timing.read.destroy(); }
     this.lanes.clear();
     if (this.ownsContext) this.context.destroy();
   }
@@ -545,13 +551,27 @@ export class WebGPUAttention {
     return plan;
   }
 
+  private timing: { querySet: GpuQuerySet; resolve: GpuBuffer; read: GpuBuffer } | null = null;
+
+  /** Query set and buffers of the benchmark timer (created once). */
+  private timer(): { querySet: GpuQuerySet; resolve: GpuBuffer; read: GpuBuffer } {
+    if (!this.timing) {
+      this.timing = {
+        querySet: this.device.createQuerySet({ type: 'timestamp', count: 2, label: 'edgekv-timer' }),
+        resolve: this.device.createBuffer({ size: 256, usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC, label: 'edgekv-timer-resolve' }),
+        read: this.device.createBuffer({ size: 256, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST, label: 'edgekv-timer-read' }),
+      };
+    }
+    return this.timing;
+  }
+
   private grid(n: number): [number, number] {
     const maxX = this.context.limits.maxComputeWorkgroupsPerDimension;
     const x = Math.min(n, maxX);
     return [Math.max(1, x), Math.max(1, Math.ceil(n / Math.max(1, x)))];
   }
 
-  private async run(lanes: number[], q: Float32Array, scale: number, iterations: number, readBack: boolean): Promise<AttentionResult | number> {
+  private async run(lanes: number[], q: Float32Array, scale: number, iterations: number, readBack: boolean, warmup = 0): Promise<AttentionResult | { wallMs: number; gpuMs: number | null }> {
     this.check('attend');
     const G = this.groupSize, d = this.headDim;
     const plan = this.plan(lanes);
@@ -607,8 +627,16 @@ export class WebGPUAttention {
     });
     dev.pushErrorScope('validation');
     const enc = dev.createCommandEncoder({ label: 'edgekv-attend' });
-    for (let it = 0; it < iterations; it++) {
-      const pass = enc.beginComputePass();
+    const timer = !readBack && dev.features.has('timestamp-query') ? this.timer() : null;
+    const total = warmup + iterations;
+    for (let it = 0; it < total; it++) {
+      let pass;
+      if (timer && (it === warmup || it === total - 1)) {
+        const tw: GpuPassTimestampWrites = { querySet: timer.querySet };
+        if (it === warmup) tw.beginningOfPassWriteIndex = 0;
+        if (it === total - 1) tw.endOfPassWriteIndex = 1;
+        pass = enc.beginComputePass({ timestampWrites: tw });
+      } else pass = enc.beginComputePass();
       plan.dispatches.forEach((x, i) => {
         pass.setPipeline(pipes.get(x.format)!);
         pass.setBindGroup(0, groups[i], [i * PARAMS_STRIDE]);
@@ -620,17 +648,28 @@ export class WebGPUAttention {
       pass.end();
     }
     if (staging) enc.copyBufferToBuffer(rb, 0, staging, 0, resultBytes);
+    if (timer) {
+      enc.resolveQuerySet(timer.querySet, 0, 2, timer.resolve, 0);
+      enc.copyBufferToBuffer(timer.resolve, 0, timer.read, 0, TIMESTAMP_BYTES);
+    }
     const commands = enc.finish();
     const t0 = performance.now();
     dev.queue.submit([commands]);
     const verr = dev.popErrorScope();
     if (!staging) {
       await dev.queue.onSubmittedWorkDone();
-      const elapsed = performance.now() - t0;
+      const wallMs = performance.now() - t0;
       const e = await verr;
       if (e) throw new EdgeKVError('E_BACKEND', `attend: WebGPU validation error: ${e.message}`);
       this.check('attend');
-      return elapsed;
+      let gpuMs: number | null = null;
+      if (timer) {
+        await timer.read.mapAsync(MAP_MODE_READ, 0, TIMESTAMP_BYTES);
+        const ts = new BigInt64Array(timer.read.getMappedRange(0, TIMESTAMP_BYTES).slice(0));
+        timer.read.unmap();
+        gpuMs = Number(ts[1] - ts[0]) / 1e6;
+      }
+      return { wallMs, gpuMs };
     }
     try {
       await staging.mapAsync(MAP_MODE_READ, 0, resultBytes);

@@ -22,9 +22,11 @@ export interface WebGPUContextOptions {
   powerPreference?: 'high-performance' | 'low-power';
   /** Called once per event worth knowing (device lost). Default: `console.warn`. */
   onNotice?: (message: string) => void;
+  /** Device features requested when the adapter has them (e.g. `'timestamp-query'` for benchmarks); default none. */
+  optionalFeatures?: string[];
 }
 
-const CONTEXT_OPTIONS = ['gpu', 'device', 'powerPreference', 'onNotice'] as const;
+const CONTEXT_OPTIONS = ['gpu', 'device', 'powerPreference', 'onNotice', 'optionalFeatures'] as const;
 
 /** Description of the adapter, for reports (`bench/webgpu.ts` writes it to JSON). */
 export interface AdapterDescription {
@@ -127,7 +129,8 @@ export async function createWebGPUContext(options: WebGPUContextOptions = {}): P
   }
   let device: GpuDevice;
   try {
-    device = await adapter.requestDevice({ requiredLimits, label: 'edgekv' });
+    const requiredFeatures = (options.optionalFeatures ?? []).filter((f) => typeof f === 'string' && adapter!.features.has(f));
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: 'edgekv' });
   } catch (e) {
     throw new EdgeKVError('E_BACKEND', `WebGPU: requestDevice failed: ${(e as Error).message}`, 'gpu');
   }

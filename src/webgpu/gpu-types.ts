@@ -93,9 +93,19 @@ export interface GpuComputePass {
 
 export interface GpuCommandBuffer { readonly __brand?: 'GpuCommandBuffer' }
 
+export interface GpuQuerySet { destroy(): void }
+
+/** Timestamps written at the start and/or end of a pass (feature 'timestamp-query'). */
+export interface GpuPassTimestampWrites {
+  querySet: GpuQuerySet;
+  beginningOfPassWriteIndex?: number;
+  endOfPassWriteIndex?: number;
+}
+
 export interface GpuCommandEncoder {
-  beginComputePass(descriptor?: { label?: string }): GpuComputePass;
+  beginComputePass(descriptor?: { label?: string; timestampWrites?: GpuPassTimestampWrites }): GpuComputePass;
   copyBufferToBuffer(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, size: number): void;
+  resolveQuerySet(querySet: GpuQuerySet, firstQuery: number, queryCount: number, destination: GpuBuffer, destinationOffset: number): void;
   finish(): GpuCommandBuffer;
 }
 
@@ -123,6 +133,7 @@ export interface GpuDevice {
   createComputePipelineAsync?(descriptor: { layout: GpuPipelineLayout | 'auto'; compute: { module: GpuShaderModule; entryPoint: string }; label?: string }): Promise<GpuComputePipeline>;
   createBindGroup(descriptor: { layout: GpuBindGroupLayout; entries: GpuBindGroupEntry[]; label?: string }): GpuBindGroup;
   createCommandEncoder(descriptor?: { label?: string }): GpuCommandEncoder;
+  createQuerySet(descriptor: { type: 'timestamp'; count: number; label?: string }): GpuQuerySet;
   pushErrorScope(filter: 'validation' | 'out-of-memory' | 'internal'): void;
   popErrorScope(): Promise<GpuError | null>;
   destroy(): void;
