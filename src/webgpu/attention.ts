@@ -34,11 +34,17 @@ export const DEFAULT_CHUNK_BYTES = 1024 * 1024 * 1024;
 /** Page slots a new chunk starts with (it doubles as it fills). */
 export const INITIAL_CHUNK_PAGES = 64;
 /**
- * Default target of split workgroups per dispatch (one dispatch per format and pool
- * chunk, over all lanes of the call): a dispatch's pages are cut into runs of
- * `ceil(pages / targetSplits)` pages, each lane's run list separately.
+ * Default cap of split workgroups per dispatch (one dispatch per format and pool chunk,
+ * over all lanes of the call). A dispatch of P pages gets
+ * `min(targetSplits, max(MIN_SPLITS, ceil(P / PAGES_PER_SPLIT)))` splits, i.e. runs of
+ * `ceil(P / splits)` pages, each lane's run list cut separately. Measured on an H100
+ * (bench/webgpu.ts): 256 splits are best up to ~16K pages, ~1024 at 64K pages.
  */
 export const DEFAULT_TARGET_SPLITS = 1024;
+/** Fewest splits per dispatch (when it has that many pages): enough workgroups to fill a large GPU. */
+export const MIN_SPLITS = 256;
+/** Pages per split beyond which more splits are made (up to targetSplits). */
+export const PAGES_PER_SPLIT = 64;
 /** The merge kernel writes an lse at or below this for a head without live entries. */
 const NO_ENTRY_LSE = -1e38;
 /** Bytes of the two resolved timestamps of `timeAttend`. */
@@ -58,8 +64,9 @@ export interface WebGPUAttentionOptions extends WebGPUContextOptions {
   /** Cap of one pool chunk in bytes; default 256 MiB, lowered to the device's limits. */
   chunkBytes?: number;
   /**
-   * Target number of split workgroups per dispatch (all lanes of a call together; one
-   * dispatch per format and pool chunk); default 1024. More splits: more parallelism,
+   * Most split workgroups per dispatch (all lanes of a call together; one dispatch per
+   * format and pool chunk); default 1024. A dispatch of P pages gets
+   * `min(targetSplits, max(256, ceil(P / 64)))` splits. More splits: more parallelism,
    * more partial records to merge.
    */
   targetSplits?: number;
@@ -473,8 +480,8 @@ export class WebGPUAttention {
     const cached = this.plans.get(key);
     if (cached && cached.versions.every((v, i) => v === versions[i])) return cached;
     // group each lane's pages by (format, chunk): one dispatch per group. A group's runs are
-    // `ceil(groupPages / targetSplits)` pages long, so every dispatch has about
-    // `targetSplits` workgroups whatever the lane count; partials are numbered lane-major.
+    // `ceil(groupPages / splits)` pages long (splits: see DEFAULT_TARGET_SPLITS), so every
+    // dispatch has about that many workgroups whatever the lane count; partials lane-major.
     type Group = { format: Format; chunk: number; splits: number[]; entries: number[]; pages: number; per: number };
     const groups = new Map<string, Group>();
     const laneGroups: Array<Map<string, Slot[]>> = [];
@@ -491,7 +498,10 @@ export class WebGPUAttention {
       }
       laneGroups.push(byGroup);
     }
-    for (const g of groups.values()) g.per = Math.max(1, Math.ceil(g.pages / this.targetSplits));
+    for (const g of groups.values()) {
+      const splits = Math.min(this.targetSplits, Math.max(MIN_SPLITS, Math.ceil(g.pages / PAGES_PER_SPLIT)));
+      g.per = Math.max(1, Math.ceil(g.pages / splits));
+    }
     const mplan: number[] = [];
     let partial = 0;
     for (let li = 0; li < lanes.length; li++) {

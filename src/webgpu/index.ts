@@ -4,7 +4,7 @@
  */
 export { createWebGPUContext, WebGPUContext, defaultGpu } from './device.ts';
 export type { WebGPUContextOptions, AdapterDescription } from './device.ts';
-export { createWebGPUAttention, WebGPUAttention, MAX_GROUP_SIZE, DEFAULT_TARGET_SPLITS, DEFAULT_CHUNK_BYTES } from './attention.ts';
+export { createWebGPUAttention, WebGPUAttention, MAX_GROUP_SIZE, DEFAULT_TARGET_SPLITS, DEFAULT_CHUNK_BYTES, MIN_SPLITS, PAGES_PER_SPLIT } from './attention.ts';
 export type { WebGPUAttentionOptions } from './attention.ts';
 export { createWebGPUMatvec, WebGPUMatvec } from './matvec.ts';
 export type { WebGPUMatvecOptions } from './matvec.ts';

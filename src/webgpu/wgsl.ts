@@ -40,8 +40,13 @@ export const WORKGROUP_SIZE = 64;
 export const PARAMS_STRIDE = 256;
 /** Most query heads one attention workgroup handles; larger GQA groups are cut into head blocks (grid z). */
 export const MAX_HEADS_PER_PASS = 8;
-/** Target threads per attention workgroup (rows per pass x threads per row). */
-export const TARGET_THREADS = 128;
+/**
+ * Target threads per attention workgroup (rows per pass x threads per row); 64 measured
+ * faster than 128 and 256 on an H100 at every size (bench/results/webgpu-h100-*.json).
+ */
+export const TARGET_THREADS = 64;
+/** Fewest rows per pass (at most 8 rows per thread, so the row registers stay bounded). */
+export const MIN_ROW_GROUPS = 4;
 /** Budget of per-thread query registers (channels per thread x heads) used to pick the load width. */
 export const QUERY_REGISTERS = 32;
 /** Largest partial-dot buffer (floats of workgroup memory); past it the page's rows are reduced in rounds. */
@@ -144,7 +149,7 @@ export function attentionLayout(s: AttentionShape, tuning: AttentionTuning = {})
   const CPT = half ? 16 / FORMAT_BITS[format] : W * chanPerWord;
   let RG = tuning.rowGroups ?? 0;
   if (![1, 2, 4, 8, 16, 32].includes(RG)) {
-    RG = 1;
+    RG = MIN_ROW_GROUPS;
     while (RG < PAGE_TOKENS && TPR * RG * 2 <= TARGET_THREADS) RG *= 2;
   }
   while (RG > 1 && TPR * RG > 256) RG /= 2;
