@@ -38,13 +38,13 @@ export const INITIAL_CHUNK_PAGES = 64;
  * over all lanes of the call). A dispatch of P pages gets
  * `min(targetSplits, max(MIN_SPLITS, ceil(P / PAGES_PER_SPLIT)))` splits, i.e. runs of
  * `ceil(P / splits)` pages, each lane's run list cut separately. Measured on an H100
- * (bench/webgpu.ts): 256 splits are best up to ~16K pages, ~1024 at 64K pages.
+ * (bench/webgpu.ts): 256 splits are best up to ~4K pages, 1024 from 16K pages on.
  */
 export const DEFAULT_TARGET_SPLITS = 1024;
 /** Fewest splits per dispatch (when it has that many pages): enough workgroups to fill a large GPU. */
 export const MIN_SPLITS = 256;
 /** Pages per split beyond which more splits are made (up to targetSplits). */
-export const PAGES_PER_SPLIT = 64;
+export const PAGES_PER_SPLIT = 16;
 /** The merge kernel writes an lse at or below this for a head without live entries. */
 const NO_ENTRY_LSE = -1e38;
 /** Bytes of the two resolved timestamps of `timeAttend`. */
@@ -66,7 +66,7 @@ export interface WebGPUAttentionOptions extends WebGPUContextOptions {
   /**
    * Most split workgroups per dispatch (all lanes of a call together; one dispatch per
    * format and pool chunk); default 1024. A dispatch of P pages gets
-   * `min(targetSplits, max(256, ceil(P / 64)))` splits. More splits: more parallelism,
+   * `min(targetSplits, max(256, ceil(P / 16)))` splits. More splits: more parallelism,
    * more partial records to merge.
    */
   targetSplits?: number;
