@@ -23,6 +23,7 @@
  *   --cpu / --no-cpu [--cpu]           also time the WASM kernels (wasm-simd) on the same pages
  *   --peak-gbps N                      the GPU's memory bandwidth, for the fraction column
  *   --out FILE                         JSON path [bench/results/webgpu-<date>.json]
+ *   --revision REV                     git revision to record (default: read from .git)
  *
  * GB/s = bytes of the pages attended (payload + scales + minima + log-weights +
  * positions) / time per call. Time per call: one command buffer holds 150 ms of
@@ -85,7 +86,7 @@ function args(): string[] {
 }
 
 function parse(argv: string[]) {
-  const o = { tokens: [4096, 16384, 65536, 262144], formats: ['f16', 'int4'] as Format[], lanes: 8, group: 4, headDim: 128, splits: 1024, variants: 'default', rounds: 3, minMs: 300, cpu: true, peak: null as number | null, out: '' };
+  const o = { tokens: [4096, 16384, 65536, 262144], formats: ['f16', 'int4'] as Format[], lanes: 8, group: 4, headDim: 128, splits: 1024, variants: 'default', rounds: 3, minMs: 300, cpu: true, peak: null as number | null, out: '', revision: '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
     if (a === '--tokens') o.tokens = v().split(',').map(Number);
@@ -101,6 +102,7 @@ function parse(argv: string[]) {
     else if (a === '--no-cpu') o.cpu = false;
     else if (a === '--peak-gbps') o.peak = Number(v());
     else if (a === '--out') o.out = v();
+    else if (a === '--revision') o.revision = v();
     else throw new Error(`unknown flag ${a}; see the header of bench/webgpu.ts`);
   }
   for (const f of o.formats) if (!FORMATS.includes(f)) throw new Error(`--formats: ${f} is not one of ${FORMATS.join(', ')}`);
@@ -288,7 +290,7 @@ async function main(): Promise<void> {
     peakGBps: peak,
     limits: { maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize, maxBufferSize: ctx.limits.maxBufferSize, maxComputeWorkgroupStorageSize: ctx.limits.maxComputeWorkgroupStorageSize },
     cpuThreads: (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? null,
-    revision: await gitRevision(),
+    revision: o.revision || await gitRevision(),
     config: { headDim: d, groupSize: G, valueGroup: vg, lanes: o.lanes, targetSplits: o.splits, variants: variants.map((v) => v.name), minMs: o.minMs, rounds: o.rounds, timing: `${timer}; best of the interleaved rounds; each measurement preceded by ${WARMUP_MS} ms of calls in the same command buffer` },
     results: rows,
   };

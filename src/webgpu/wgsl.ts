@@ -41,8 +41,9 @@ export const PARAMS_STRIDE = 256;
 /** Most query heads one attention workgroup handles; larger GQA groups are cut into head blocks (grid z). */
 export const MAX_HEADS_PER_PASS = 8;
 /**
- * Target threads per attention workgroup (rows per pass x threads per row); 64 measured
- * faster than 128 and 256 on an H100 at every size (bench/results/webgpu-h100-*.json).
+ * Target threads per attention workgroup (rows per pass x threads per row); on an H100
+ * 64 measured faster than 128 at 4K, 64K and 256K tokens x 8 lanes, slower at 16K, and
+ * 32 slower everywhere (docs/results/webgpu.md).
  */
 export const TARGET_THREADS = 64;
 /** Fewest rows per pass (at most 8 rows per thread, so the row registers stay bounded). */
