@@ -406,6 +406,7 @@ export class KVCache {
       positions: () => this.store.readHeader(lane, 'pos') as Int32Array,
       keys: () => this.store.readRows(lane, 'k'),
       values: () => this.store.readRows(lane, 'v'),
+      rows: (which, entries) => this.store.readSelected(lane, which === 'keys' ? 'k' : 'v', entries),
       engine: this.engine,
       logWeights: () => this.store.readHeader(lane, 'logW') as Float32Array,
       windowQueries() { return self.windowQueries(lane); },

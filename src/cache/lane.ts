@@ -312,6 +312,29 @@ export class PageStore {
     return out;
   }
 
+  /**
+   * Dequantized keys (or values) of the entries `entries` (ascending entry indices) of a
+   * lane, `[entries.length][d]`; only the pages holding them are unpacked.
+   */
+  readSelected(lane: Lane, which: 'k' | 'v', entries: Int32Array): Float32Array {
+    const d = this.d, m = entries.length;
+    const rows = this.rows('read', PAGE_TOKENS);
+    const out = new Float32Array(m * d);
+    let at = 0, j = 0;
+    for (const t of lane.tiers) {
+      for (let i = 0; i < t.pages && j < m; i++) {
+        const c = t.counts[i];
+        if (entries[j] < at + c) {
+          this.unpack(t.ptrs[i], t.format, c, rows, 0, which === 'k', which === 'v');
+          const src = this.engine.f32(which === 'k' ? rows.k : rows.v, c * d);
+          for (; j < m && entries[j] < at + c; j++) out.set(src.subarray((entries[j] - at) * d, (entries[j] - at + 1) * d), j * d);
+        }
+        at += c;
+      }
+    }
+    return out;
+  }
+
   /** Free every page of a tier and empty it. */
   clearTier(t: Tier): void {
     for (const p of t.ptrs) this.free(p);

@@ -85,6 +85,8 @@ export const BALANCEKV_STATE_WIDTH = 2;
  * (chosen on held-out text windows of mix-27m, seeds 100-109: docs/results/balancekv.md).
  */
 export const LEVEL_RATIO = 1.5;
+/** Highest level tracked (halvings an entry went through); 2^60 tokens per entry is beyond any stream. */
+const MAX_LEVEL = 60;
 /** Largest needle radius accepted (positions each side). */
 const MAX_NEEDLE_RADIUS = 1 << 16;
 
@@ -272,16 +274,27 @@ export const balancekvPolicy: PolicyFactory = {
         return { keep: all };
       }
       if (keep <= 0) return { keep: new Int32Array(0) };
-      if (!ctx.values) throw new EdgeKVError('E_STATE', 'policy balancekv needs PolicyContext.values() (the stored values); this cache does not provide it');
-      const keys = ctx.keys(), values = ctx.values(), logW = ctx.logWeights();
+      if (!ctx.rows && !ctx.values) throw new EdgeKVError('E_STATE', 'policy balancekv needs PolicyContext.rows() or values() (the stored values); this cache provides neither');
+      const logW = ctx.logWeights();
       const st = ctx.entryState;
-      const input = { keys, values, d };
+      // Rows of the entries a halving walks: only their pages are read (ctx.rows), or the
+      // whole lane once per plan where the context cannot read selected rows.
+      let whole: { keys: Float32Array; values: Float32Array; d: number } | null = null;
+      const gather = (order: Int32Array): { input: { keys: Float32Array; values: Float32Array; d: number }; idx: Int32Array } => {
+        if (ctx.rows) {
+          const idx = new Int32Array(order.length);
+          for (let k = 0; k < idx.length; k++) idx[k] = k;
+          return { input: { keys: ctx.rows('keys', order), values: ctx.rows('values', order), d }, idx };
+        }
+        whole ??= { keys: ctx.keys(), values: ctx.values!(), d };
+        return { input: whole, idx: order };
+      };
       const walker = walkerFor(ctx.engine);
       const stream = ctx.layer * geometry.kvHeads + ctx.kvHead;
       // Per evictable entry: alive, level, anchor flag, log of the weight factor of this plan.
       const alive = new Uint8Array(E).fill(1);
-      const level = new Float64Array(E), anchor = new Uint8Array(E), addLog = new Float64Array(E);
-      for (let i = 0; i < E; i++) { level[i] = st[(s0 + i) * W]; anchor[i] = st[(s0 + i) * W + 1] ? 1 : 0; }
+      const level = new Int32Array(E), anchor = new Uint8Array(E), addLog = new Float64Array(E);
+      for (let i = 0; i < E; i++) { level[i] = Math.min(MAX_LEVEL, st[(s0 + i) * W]); anchor[i] = st[(s0 + i) * W + 1] ? 1 : 0; }
       let remaining = E;
 
       /** Halve the entries `rows` (evictable indices, ascending) once; survivors move to `toLevel`. */
@@ -293,12 +306,13 @@ export const balancekvPolicy: PolicyFactory = {
           order[k] = s0 + i;
           weights[k] = Math.exp(logW[s0 + i] + addLog[i]);
         }
+        const { input, idx } = gather(order);
         let anc: Uint8Array | null = null;
         if (needle) {
           anc = new Uint8Array(n);
           if (fresh) {
             const kk = new Float32Array(n * d);
-            for (let k = 0; k < n; k++) kk.set(keys.subarray(order[k] * d, order[k] * d + d), k * d);
+            for (let k = 0; k < n; k++) kk.set(input.keys.subarray(idx[k] * d, idx[k] * d + d), k * d);
             const a = needleAnchors(kk, n, d, walk.blockSize, radius);
             for (let k = 0; k < n; k++) if (a[k]) anchor[rows[k]] = 1;
           }
@@ -308,18 +322,19 @@ export const balancekvPolicy: PolicyFactory = {
         }
         // The walk's key comes from the cache's generator (saved in snapshots) and the lane.
         const key = walkKey(ctx.rng.nextU32(), stream, toLevel, 0);
-        const r = halvingPass(walker, input, order, weights, anc, settings, key);
+        const r = halvingPass(walker, input, idx, weights, anc, settings, key);
         stats.halvings++;
         stats.walked += n;
         stats.saturated += r.saturated;
         if (theoretical && r.saturated > 0) stats.failures++;
-        if (massMode === 'prefix' && !theoretical) prefixMass(weights, anc, r.order, r.weights, order);
+        if (massMode === 'prefix' && !theoretical) prefixMass(weights, anc, r.order, r.weights, idx);
         for (let k = 0; k < n; k++) alive[rows[k]] = 0;
         for (let k = 0; k < r.order.length; k++) {
-          const i = r.order[k] - s0;
+          // Input row -> evictable index (selected rows are 0..n-1; whole-lane rows are lane entries).
+          const i = ctx.rows ? rows[r.order[k]] : r.order[k] - s0;
           alive[i] = 1;
           addLog[i] = Math.log(r.weights[k]) - logW[s0 + i];
-          level[i] = toLevel;
+          level[i] = Math.min(MAX_LEVEL, toLevel);
         }
         remaining -= n - r.order.length;
       };
@@ -351,18 +366,20 @@ export const balancekvPolicy: PolicyFactory = {
       // stream (and prefill's fallback): lowest level first, oldest entries first, 2·(still to free) at most.
       // Needle anchors already flagged stay out of the cascade while other entries can go.
       let withAnchors = !needle;
+      const count = new Int32Array(MAX_LEVEL + 2);
       while (remaining > keep) {
-        const count = new Map<number, number>();
+        count.fill(0);
         let eligible = 0;
-        for (let i = 0; i < E; i++) if (alive[i] && (withAnchors || !anchor[i])) { count.set(level[i], (count.get(level[i]) ?? 0) + 1); eligible++; }
+        for (let i = 0; i < E; i++) if (alive[i] && (withAnchors || !anchor[i])) { count[level[i]]++; eligible++; }
         if (eligible < 2 && !withAnchors) { withAnchors = true; continue; }
-        const lv = [...count.keys()].sort((a, b) => a - b);
+        const lv: number[] = [];
+        for (let l = 0; l < count.length; l++) if (count[l] > 0) lv.push(l);
         // The fullest level, counts weighted by levelRatio^l (ties: the lower level); with
         // levelRatio 1 levels hold similar counts, as the buffers of a binary counter, and
         // density falls with age. When no level holds two entries, the two lowest merge.
         let lo = lv[0], hi = lv[0], best = -1;
         for (const l of lv) {
-          const c = count.get(l)!;
+          const c = count[l];
           const score = c < 2 ? -1 : c * Math.pow(levelRatio, l);
           if (score > best) { best = score; lo = hi = l; }
         }

@@ -58,6 +58,12 @@ export interface PolicyContext {
    * `[tokens][headDim]`, like `keys()` (samplers that balance values: BalanceKV).
    */
   values?(): Float32Array;
+  /**
+   * Stored (dequantized) keys or values of the entries `entries` only (ascending entry
+   * indices, as in `positions()`), `[entries.length][headDim]`: unpacks only the pages
+   * that hold them (policies that read a few rows per compression: BalanceKV).
+   */
+  rows?(which: 'keys' | 'values', entries: Int32Array): Float32Array;
   /** The engine whose kernels the cache runs on (policies with WASM kernels of their own: BalanceKV's walk). */
   readonly engine?: Engine;
   /**

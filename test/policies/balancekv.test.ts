@@ -93,6 +93,26 @@ t('prefill: a long append gets T full halvings (weights 2^T or less); mass corre
   assert.is(c9.lane(0, 0).tokens, 4 + 1 + 8);
 });
 
+t('PolicyContext.rows (PageStore.readSelected) = the same rows of keys() / values(), every tier and format', () => {
+  const d = 16, rnd = prng(9);
+  for (const precision of ['f16', 'int4', 'int2'] as const) {
+    const c = engine.createCache(base(d, { policy: 'full', precision, exactPrecision: 'f16' }));
+    c.append(0, randn(150 * d, rnd), randn(150 * d, rnd));
+    for (let s = 0; s < 20; s++) c.append(0, randn(d, rnd), randn(d, rnd));
+    const lane = c.lane(0, 0);
+    assert.ok(lane.sinks.pages > 0 && lane.mid.pages > 0 && lane.tail.pages > 0, 'all three tiers hold pages');
+    const K = c.store.readRows(lane, 'k'), V = c.store.readRows(lane, 'v');
+    const pick = Int32Array.from([0, 3, 4, 31, 32, 33, 64, 100, 140, 160, 169].filter((x) => x < lane.tokens));
+    const k = c.store.readSelected(lane, 'k', pick), v = c.store.readSelected(lane, 'v', pick);
+    for (let j = 0; j < pick.length; j++) {
+      assert.equal(Array.from(k.subarray(j * d, (j + 1) * d)), Array.from(K.subarray(pick[j] * d, (pick[j] + 1) * d)), `${precision}: key of entry ${pick[j]}`);
+      assert.equal(Array.from(v.subarray(j * d, (j + 1) * d)), Array.from(V.subarray(pick[j] * d, (pick[j] + 1) * d)), `${precision}: value of entry ${pick[j]}`);
+    }
+    assert.is(c.store.readSelected(lane, 'k', new Int32Array(0)).length, 0);
+    c.dispose();
+  }
+});
+
 t('attention reads the log-weights: cache output = float64 weighted attention over the kept entries', () => {
   const d = 16, rnd = prng(3);
   const c = engine.createCache(base(d, { policy: 'balancekv', budget: { tokens: 60 } }));
