@@ -19,6 +19,7 @@
  * imported lazily.
  */
 import { createEngine, type Engine } from '../engine.ts';
+import { machine, revision, runtimeName } from './env.ts';
 import { FORMATS, FORMAT_CODE, PAGE_TOKENS, PAYLOAD_OFFSET, packedOffsets, pageBytes, type Format } from '../formats.ts';
 import { packLane, type PagedLane } from '../ops/attention.ts';
 import { EdgeKVError } from '../errors.ts';
@@ -310,34 +311,6 @@ const AGREEMENT_TOLERANCE = 1e-3;
 
 // ---------------------------------------------------------------------------------
 
-function revision(): Promise<string> {
-  return (async () => {
-    try {
-      const cp = (await import('node:child_process')) as typeof import('node:child_process');
-      return cp.execSync('git describe --always --dirty', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-    } catch {
-      return 'unknown';
-    }
-  })();
-}
-
-async function machine(): Promise<{ cpu: string; cores: number; arch: string }> {
-  try {
-    const os = (await import('node:os')) as typeof import('node:os');
-    const cpus = os.cpus();
-    return { cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, arch: os.arch() };
-  } catch {
-    return { cpu: 'unknown', cores: 0, arch: 'unknown' };
-  }
-}
-
-function runtimeName(): string {
-  const g = globalThis as unknown as { Deno?: { version: { deno: string } }; Bun?: { version: string }; process?: { version: string; versions: { v8: string } } };
-  if (g.Deno) return `deno ${g.Deno.version.deno}`;
-  if (g.Bun) return `bun ${g.Bun.version}`;
-  if (g.process) return `node ${g.process.version} (v8 ${g.process.versions.v8})`;
-  return 'unknown';
-}
 
 type TinyBench = typeof import('tinybench');
 

@@ -20,6 +20,7 @@
  * is imported lazily.
  */
 import { createEngine, type Engine } from '../engine.ts';
+import { machine, revision, runtimeName } from './env.ts';
 import { EdgeKVError } from '../errors.ts';
 import type { Format } from '../formats.ts';
 import type { KVCache } from '../cache/cache.ts';
@@ -135,32 +136,6 @@ function makeKV(g: BenchGeometry, tokens: number, rnd: () => number): { K: Float
   return { K, V };
 }
 
-async function revision(): Promise<string> {
-  try {
-    const cp = (await import('node:child_process')) as typeof import('node:child_process');
-    return cp.execSync('git describe --always --dirty', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
-async function machine(): Promise<{ cpu: string; cores: number; arch: string }> {
-  try {
-    const os = (await import('node:os')) as typeof import('node:os');
-    const cpus = os.cpus();
-    return { cpu: cpus[0]?.model ?? 'unknown', cores: cpus.length, arch: os.arch() };
-  } catch {
-    return { cpu: 'unknown', cores: 0, arch: 'unknown' };
-  }
-}
-
-function runtimeName(): string {
-  const g = globalThis as unknown as { Deno?: { version: { deno: string } }; Bun?: { version: string }; process?: { version: string; versions: { v8: string } } };
-  if (g.Deno) return `deno ${g.Deno.version.deno}`;
-  if (g.Bun) return `bun ${g.Bun.version}`;
-  if (g.process) return `node ${g.process.version} (v8 ${g.process.versions.v8})`;
-  return 'unknown';
-}
 
 async function tinybench(): Promise<typeof import('tinybench')> {
   try {
