@@ -23,6 +23,7 @@ import { machine, revision, runtimeName } from './env.ts';
 import { FORMATS, FORMAT_CODE, PAGE_TOKENS, PAYLOAD_OFFSET, packedOffsets, pageBytes, type Format } from '../formats.ts';
 import { packLane, type PagedLane } from '../ops/attention.ts';
 import { EdgeKVError } from '../errors.ts';
+import { mulberry32 as rng } from '../model/sampling.ts';
 
 /** Implementations measured. */
 export const IMPLS = ['wasm-simd', 'wasm-scalar', 'ts'] as const;
@@ -109,17 +110,6 @@ export interface AttentionBenchReport {
 
 // ---------------------------------------------------------------------------------
 // Data
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gaussian(n: number, seed: number): Float32Array {
   const r = rng(seed);
@@ -310,7 +300,6 @@ function relDiff(a: Float32Array, b: Float32Array): number {
 const AGREEMENT_TOLERANCE = 1e-3;
 
 // ---------------------------------------------------------------------------------
-
 
 type TinyBench = typeof import('tinybench');
 

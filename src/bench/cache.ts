@@ -25,6 +25,7 @@ import { EdgeKVError } from '../errors.ts';
 import type { Format } from '../formats.ts';
 import type { KVCache } from '../cache/cache.ts';
 import type { CacheOptions } from '../cache/options.ts';
+import { mulberry32 as prng } from '../model/sampling.ts';
 
 /** One model geometry. */
 export interface BenchGeometry { name: string; layers: number; qHeads: number; kvHeads: number; headDim: number; }
@@ -100,18 +101,6 @@ export interface CacheBenchReport {
   results: CacheBenchRow[];
 }
 
-/** Deterministic uniform PRNG for the bench data. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function gaussian(n: number, rnd: () => number): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
@@ -135,7 +124,6 @@ function makeKV(g: BenchGeometry, tokens: number, rnd: () => number): { K: Float
   }
   return { K, V };
 }
-
 
 async function tinybench(): Promise<typeof import('tinybench')> {
   try {

@@ -3,18 +3,10 @@
  * stores (dequantized with unpackPage), random KV, and error checks.
  */
 import type { KVCache } from '../../src/cache/cache.ts';
+import { mulberry32 as prng } from '../../src/model/sampling.ts';
 
 /** Deterministic PRNG (mulberry32) for test data. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 /** Gaussian-ish random Float32Array (sum of uniforms), scaled. */
 export function randn(n: number, rnd: () => number, scale = 1): Float32Array {

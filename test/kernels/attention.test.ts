@@ -13,27 +13,9 @@ import { ERROR_BUDGETS, FIXED_POINT_ONE, halfToFloat } from '../../src/reference
 import * as refAttn from '../../src/reference/attention.ts';
 import { attend, packLane } from '../../src/ops/attention.ts';
 import { EdgeKVError } from '../../src/errors.ts';
+import { rng, gauss } from './random.ts';
 
 const test = suite('kernels/attention');
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function gauss(r: () => number, n: number, sd = 1, mean = 0): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(r(), 1e-12), v = r();
-    out[i] = mean + sd * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  }
-  return out;
-}
 
 let engines: Engine[] = [];
 test.before(async () => {

@@ -10,6 +10,7 @@ import { f16ToNumber } from '../../src/reference/basic.ts';
 import {
   matmulRef, rmsNormRef, ropeRef, ropeInvFreq, swigluRef, argmaxRef, embedRef, attendExactRef,
 } from '../../src/reference/matmul.ts';
+import { mulberry32 as rng } from '../../src/model/sampling.ts';
 
 /** |kernel - reference| <= DOT_REL_TOL * sum |w x| (f32 accumulation of up to ~1K terms). */
 const DOT_REL_TOL = 1e-5;
@@ -25,16 +26,6 @@ const TOKENS = [1, 2, 3, 4, 5, 8, 9];
 const engines: Promise<Engine[]> = Promise.all([createEngine({ backend: 'wasm-simd' }), createEngine({ backend: 'wasm-scalar' })]);
 
 /** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randF32(r: () => number, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);

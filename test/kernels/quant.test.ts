@@ -8,28 +8,9 @@ import * as assert from 'uvu/assert';
 import { createEngine, type Engine } from '../../src/engine.ts';
 import { FORMATS, FORMAT_CODE, PAGE_TOKENS, pageBytes, packedOffsets, isPacked, type Format } from '../../src/formats.ts';
 import * as ref from '../../src/reference/quant.ts';
+import { rng, gauss } from './random.ts';
 
 const test = suite('kernels/quant');
-
-// Seeded generator (mulberry32) and Gaussian samples: tests are deterministic.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function gauss(r: () => number, n: number, sd = 1, mean = 0): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = Math.max(r(), 1e-12), v = r();
-    out[i] = mean + sd * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  }
-  return out;
-}
 
 let engines: Engine[] = [];
 test.before(async () => {

@@ -11,6 +11,9 @@ import {
   attendExactRef, embedRef, matmulRef, rmsNormRef, ropeInvFreq, ropeRef, swigluRef, type RefWeights,
 } from '../../src/reference/matmul.ts';
 import { resolveModelDir } from '../../src/model/paths.ts';
+import { mulberry32 as rng } from '../../src/model/sampling.ts';
+/** Deterministic PRNG (mulberry32). */
+export { rng };
 
 export type FixtureDType = 'F32' | 'F16' | 'BF16';
 
@@ -65,18 +68,6 @@ export function encodeTensor(name: string, dtype: FixtureDType, shape: number[],
   }
   const a = Uint16Array.from(values, numberToBF16);
   return { tensor: { name, dtype, shape, data: new Uint8Array(a.buffer) }, ref: Float32Array.from(a, bf16ToNumber) };
-}
-
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Geometry of the tiny test model (odd sizes on purpose: SIMD tails everywhere). */
