@@ -25,6 +25,12 @@ export interface AttentionBackend {
    * `queries` `[qHeads, headDim]` → `[qHeads, headDim]` (written to `out` when given and returned).
    */
   attend(layer: number, queries: Float32Array, out?: Float32Array): Float32Array;
+  /**
+   * Optional asynchronous `attend` (a backend whose attention runs on a GPU). The runner's
+   * async paths (`forwardAsync`, `generateAsync`) await it when present and call `attend`
+   * otherwise; same contract and result as `attend`.
+   */
+  attendAsync?(layer: number, queries: Float32Array, out?: Float32Array): Promise<Float32Array>;
   /** Forget every stored token (optional). */
   reset?(): void;
 }
