@@ -15,7 +15,7 @@
  * Every public call validates all of its input before it changes anything.
  */
 import type { Engine } from '../engine.ts';
-import { EdgeKVError, argError, checkF32, checkInt, shapeError } from '../errors.ts';
+import { EdgeKVError, argError, checkF32, checkInt, checkKeys, shapeError } from '../errors.ts';
 import { FORMAT_CODE, FORMATS, PAGE_TOKENS, type Format } from '../formats.ts';
 import { sparePages, type LanePlan } from '../budget/types.ts';
 import { select } from '../policies/selector.ts';
@@ -26,6 +26,10 @@ import { Lane, PageStore, Scratch, Tier, planError, type RepackSource } from './
 import { F16_MAX, MAX_GROUP, laneTarget, resolveOptions, type CacheOptions, type ResolvedOptions } from './options.ts';
 import { Rng } from './rng.ts';
 import { saveCache } from './snapshot.ts';
+import { GpuMirror, type MirrorStats } from './gpu.ts';
+import { createWebGPUAttention, type WebGPUAttention } from '../webgpu/attention.ts';
+import type { WebGPUContext } from '../webgpu/device.ts';
+import type { Gpu, GpuDevice } from '../webgpu/gpu-types.ts';
 
 /** Largest position an entry may have (positions are stored as i32). */
 export const MAX_POSITION = 2 ** 31 - 1;
@@ -35,6 +39,26 @@ export interface AttendOptions {
   /** Receives the log-sum-exp of each query head's logits, `[qHeads]` (to merge partial results exactly). */
   lse?: Float32Array;
 }
+
+/** Options of `cache.useWebGPU()`. */
+export interface UseWebGPUOptions {
+  /** An existing WebGPU context (shared with the model runner, say); the cache does not destroy it. */
+  context?: WebGPUContext;
+  /** Otherwise: the `GPU` object (default `navigator.gpu`; Node: `create([])` of the `webgpu` package) ... */
+  gpu?: Gpu;
+  /** ... or an existing device. */
+  device?: GpuDevice;
+  /** Split workgroups per dispatch (see `WebGPUAttentionOptions.targetSplits`). */
+  targetSplits?: number;
+  /** Cap of one GPU page-pool buffer in bytes (lowered to the device's limits). */
+  chunkBytes?: number;
+  /** One line per degradation (no adapter, device lost, GPU out of memory); default `console.warn`. */
+  onNotice?: (message: string) => void;
+}
+const USE_WEBGPU_OPTIONS = ['context', 'gpu', 'device', 'targetSplits', 'chunkBytes', 'onNotice'] as const;
+
+/** Where `attendAsync` runs: the GPU mirror, or the engine's WASM build. */
+export type CacheBackend = 'webgpu' | 'wasm-simd' | 'wasm-scalar';
 
 /** What `stats()` reports for one lane. */
 export interface LaneStats {
@@ -71,6 +95,10 @@ export interface CacheStats {
   overheadBytes: number;
   /** Tokens appended per layer so far (next default position). */
   appended: number[];
+  /** Where `attendAsync` runs now. */
+  backend: CacheBackend;
+  /** The WebGPU mirror's residency and upload counters (null unless `useWebGPU` is active). */
+  webgpu: MirrorStats | null;
 }
 
 /** Ring of the last `size` queries of one layer, `[size][qHeads][headDim]`. */
@@ -97,6 +125,9 @@ export class KVCache {
   /** @internal next default position per layer */ readonly nextPos: number[];
   /** @internal query rings per layer (policies with needs.queryWindow) */ readonly rings: QueryRing[] | null;
   private disposed = false;
+  /** GPU copy of the pages while `useWebGPU` is active. */
+  private mirror: GpuMirror | null = null;
+  private notice: (m: string) => void = (m) => console.warn(`[edgekv] ${m}`);
   /** Whether any tier stores f16 numbers (f16 pages, or f16 scales / minima of packed pages). */
   private readonly storesF16: boolean;
   /** Stored keys / values are Hadamard-rotated (options.hadamard). @internal */
@@ -293,6 +324,105 @@ export class KVCache {
    * `scale * <q, k> + logWeight`. `options.lse` receives the log-sum-exp per head.
    */
   attend(layer: number, queries: Float32Array, out?: Float32Array, options?: AttendOptions): Float32Array {
+    const a = this.checkAttend(layer, queries, out, options);
+    return this.attendWasm(a.layer, queries, a.result, a.lse);
+  }
+
+  /**
+   * `attend` on the GPU when `useWebGPU` is active (and on the WASM kernels otherwise):
+   * same arguments, same result within float tolerance. Before the GPU runs, the pages of
+   * `layer` written since the last call are uploaded (about one page per lane per decode
+   * step). If the GPU fails (device lost, out of GPU memory) it notices once, drops the
+   * GPU copy and answers from the WASM kernels: the cache's own pages are never lost.
+   * Policies that observe attention probabilities every step (`h2o`, `tova`) attend on
+   * the WASM kernels (the GPU kernels return no probabilities). Do not change the cache
+   * while a call is pending.
+   */
+  async attendAsync(layer: number, queries: Float32Array, out?: Float32Array, options?: AttendOptions): Promise<Float32Array> {
+    const a = this.checkAttend(layer, queries, out, options);
+    const mirror = this.mirror;
+    if (!mirror) return this.attendWasm(a.layer, queries, a.result, a.lse);
+    const { qHeads, kvHeads, headDim: d } = this.options;
+    let res;
+    try {
+      const ids = mirror.sync(Array.from({ length: kvHeads }, (_, h) => ({ lane: this.lane(a.layer, h), index: a.layer * kvHeads + h })));
+      let q = queries;
+      if (this.rotateKeys) { q = queries.slice(0, qHeads * d); fwhtRows(q, d, qHeads); }
+      res = await mirror.attention.attend(ids, q, this.options.scale);
+    } catch (err) {
+      if (!(err instanceof EdgeKVError) || (err.code !== 'E_BACKEND' && err.code !== 'E_OOM')) throw err;
+      if (this.mirror === mirror) this.dropMirror(`the WebGPU attention failed (${err.message})`);
+      return this.attendWasm(a.layer, queries, a.result, a.lse);
+    }
+    this.pushQuery(a.layer, queries, 0);
+    if (this.rotateValues) fwhtRows(res.out, d, qHeads);
+    a.result.set(res.out);
+    if (a.lse) a.lse.set(res.lse);
+    return a.result;
+  }
+
+  /**
+   * Keep a copy of every page on a WebGPU device and run `attendAsync` there. The pages
+   * in WebAssembly memory stay the cache's own (policies compress them there); the GPU
+   * copy follows them page by page. Resolves to where `attendAsync` will run: `'webgpu'`,
+   * or the WASM backend's name when WebGPU is unavailable here, the geometry does not fit
+   * the device, or the policy observes attention probabilities (one notice says why).
+   */
+  async useWebGPU(options: UseWebGPUOptions = {}): Promise<CacheBackend> {
+    this.alive();
+    if (options === null || typeof options !== 'object') throw argError('options', options, '{ context?, gpu?, device?, targetSplits?, chunkBytes?, onNotice? }');
+    checkKeys('options', options, USE_WEBGPU_OPTIONS);
+    if (options.onNotice !== undefined && typeof options.onNotice !== 'function') throw argError('options.onNotice', options.onNotice, 'a function (message: string) => void');
+    const notice = options.onNotice ?? this.notice;
+    if (this.mirror) return 'webgpu';
+    if (this.policy.needs.attendProbs === true && this.policy.observe !== undefined) {
+      notice(`policy ${JSON.stringify(this.policy.name)} observes attention probabilities at every step, which the WebGPU kernels do not return; attention stays on ${this.engine.backend}`);
+      return this.engine.backend;
+    }
+    const { headDim, valueGroup } = this.options;
+    let attention: WebGPUAttention;
+    try {
+      attention = await createWebGPUAttention({
+        context: options.context, gpu: options.gpu, device: options.device,
+        headDim, groupSize: this.geometry.groupSize, valueGroup,
+        targetSplits: options.targetSplits, chunkBytes: options.chunkBytes,
+        // the cache reports a loss itself, once, with what happens next
+        onNotice: () => {},
+      });
+    } catch (err) {
+      if (!(err instanceof EdgeKVError) || (err.code !== 'E_BACKEND' && err.code !== 'E_UNSUPPORTED')) throw err;
+      notice(`WebGPU is not used: ${err.message}; attention stays on ${this.engine.backend}`);
+      return this.engine.backend;
+    }
+    if (this.disposed) { attention.destroy(); this.alive(); }
+    this.notice = notice;
+    const mirror = new GpuMirror(attention, options.context === undefined, this.engine, this.store, this.lanes.length);
+    this.mirror = mirror;
+    mirror.unwatchLoss = attention.context.onLost((info) => {
+      if (this.mirror === mirror) this.dropMirror(`the WebGPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''})`);
+    });
+    this.store.watcher = mirror;
+    return 'webgpu';
+  }
+
+  /** Stop using the GPU: free its copy of the pages; `attendAsync` runs on WASM again. */
+  releaseWebGPU(): void {
+    if (!this.mirror) return;
+    const m = this.mirror;
+    this.mirror = null;
+    this.store.watcher = null;
+    m.destroy();
+  }
+
+  /** Where `attendAsync` runs now. */
+  get backend(): CacheBackend { return this.mirror ? 'webgpu' : this.engine.backend; }
+
+  private dropMirror(why: string): void {
+    this.notice(`${why}; attention continues on ${this.engine.backend} from the cache's own pages (nothing lost)`);
+    this.releaseWebGPU();
+  }
+
+  private checkAttend(layer: number, queries: Float32Array, out?: Float32Array, options?: AttendOptions): { layer: number; result: Float32Array; lse: Float32Array | undefined } {
     this.alive();
     const { qHeads, kvHeads, headDim: d } = this.options;
     layer = this.checkLayer(layer);
@@ -307,7 +437,11 @@ export class KVCache {
     for (let h = 0; h < kvHeads; h++) {
       if (this.lane(layer, h).tokens === 0) throw new EdgeKVError('E_STATE', `layer ${layer} holds no entries yet; append keys and values before attend`, 'layer');
     }
-    const result = out ?? new Float32Array(qHeads * d);
+    return { layer, result: out ?? new Float32Array(qHeads * d), lse: lseOut };
+  }
+
+  private attendWasm(layer: number, queries: Float32Array, result: Float32Array, lseOut: Float32Array | undefined): Float32Array {
+    const { kvHeads, headDim: d } = this.options;
     const G = this.geometry.groupSize;
     const observing = this.policy.needs.attendProbs === true && this.policy.observe !== undefined;
     let maxPages = 0, maxTokens = 0;
@@ -637,7 +771,10 @@ export class KVCache {
       tokens += lane.tokens;
       bytes += lb;
     }
-    return { lanes, tokens, bytes, totalBytes: bytes, pages, overheadBytes: this.scratch.bytes, appended: [...this.nextPos] };
+    return {
+      lanes, tokens, bytes, totalBytes: bytes, pages, overheadBytes: this.scratch.bytes, appended: [...this.nextPos],
+      backend: this.backend, webgpu: this.mirror ? this.mirror.stats() : null,
+    };
   }
 
   /**
@@ -664,6 +801,7 @@ export class KVCache {
   /** Free everything this cache holds in WASM memory; later calls throw E_STATE. */
   dispose(): void {
     if (this.disposed) return;
+    this.releaseWebGPU();
     this.reset();
     this.scratch.freeAll();
     this.disposed = true;

@@ -102,10 +102,21 @@ export interface Rows { k: number; v: number; w: number; p: number; }
 /** A source page for `repack`, with the rows to take (all when `rows` is null). */
 export interface RepackSource { ptr: number; format: Format; count: number; rows: Int32Array | null; }
 
+/**
+ * Told of every change to a page's bytes and of every page freed, so that a copy of the
+ * pages elsewhere (the WebGPU mirror, src/cache/gpu.ts) re-uploads only what changed.
+ */
+export interface PageWatcher {
+  written(ptr: number): void;
+  freed(ptr: number): void;
+}
+
 /** Page operations over WASM memory for one cache geometry. */
 export class PageStore {
   readonly d: number;
   readonly vg: number;
+  /** Notified of page writes and frees (null: nothing mirrors the pages). */
+  watcher: PageWatcher | null = null;
   private readonly pageBytesCache = new Map<Format, number>();
   constructor(readonly engine: Engine, readonly scratch: Scratch, headDim: number, valueGroup: number) {
     this.d = headDim;
@@ -117,8 +128,15 @@ export class PageStore {
     if (b === undefined) this.pageBytesCache.set(format, (b = pageBytes(format, this.d, this.vg)));
     return b;
   }
-  alloc(format: Format): number { return this.engine.arena.alloc(this.pageBytes(format)); }
-  free(ptr: number): void { this.engine.arena.free(ptr); }
+  alloc(format: Format): number {
+    const ptr = this.engine.arena.alloc(this.pageBytes(format));
+    this.watcher?.written(ptr);
+    return ptr;
+  }
+  free(ptr: number): void {
+    this.watcher?.freed(ptr);
+    this.engine.arena.free(ptr);
+  }
 
   /** Scratch rows named `name` with room for `rows` entries. */
   rows(name: string, rows: number): Rows {
@@ -166,6 +184,7 @@ export class PageStore {
       tier.counts[last] = c + take;
       tier.entries += take;
       done += take;
+      this.watcher?.written(page);
     }
   }
 
@@ -193,6 +212,7 @@ export class PageStore {
     const d = this.d;
     this.engine.kernels.packPage(FORMAT_CODE[format], d, this.vg, count,
       src.k + at * d * 4, src.v + at * d * 4, src.w + at * 4, src.p + at * 4, ptr);
+    this.watcher?.written(ptr);
   }
 
   /**
@@ -221,6 +241,7 @@ export class PageStore {
       section(PAYLOAD_OFFSET, d * es);
       section(PAYLOAD_OFFSET + PAGE_TOKENS * d * es, d * es);
     }
+    this.watcher?.written(ptr);
   }
 
   /**
@@ -276,6 +297,7 @@ export class PageStore {
   addLogWeight(ptr: number, row: number, delta: number): void {
     const w = this.engine.f32(ptr + 4 * row, 1);
     w[0] = w[0] + delta;
+    this.watcher?.written(ptr);
   }
 
   /** Positions (or log-weights) of every entry of a lane, in entry order. */

@@ -77,7 +77,13 @@ export interface WebGPUAttentionOptions extends WebGPUContextOptions {
 const ATTENTION_OPTIONS = ['gpu', 'device', 'powerPreference', 'onNotice', 'context', 'headDim', 'groupSize', 'valueGroup', 'chunkBytes', 'targetSplits', 'tuning'] as const;
 const TUNING_OPTIONS = ['wordsPerThread', 'rowGroups', 'headsPerPass', 'prefetch'] as const;
 
-interface Slot { format: Format; chunk: number; index: number; count: number }
+interface Slot { format: Format; chunk: number; index: number; count: number; shared: boolean; freed: boolean }
+
+/**
+ * A page stored on the GPU by `createPage`, owned by the caller and placed in lanes with
+ * `setLanePages` (one page may serve in any number of lanes). Opaque.
+ */
+export interface GpuPage { readonly format: Format; readonly count: number }
 interface Lane { pages: Slot[]; version: number }
 
 class PagePool {
@@ -133,7 +139,7 @@ function kernelCache(device: GpuDevice): KernelCache {
   kernelCaches.set(device, c);
   return c;
 }
-interface Plan { versions: number[]; buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number }
+interface Plan { versions: number[]; epoch: number; buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number }
 
 /** Validated options for the constructor. */
 interface Shape { headDim: number; groupSize: number; valueGroup: number; chunkBytes: number; targetSplits: number; tuning: AttentionTuning }
@@ -157,6 +163,10 @@ export class WebGPUAttention {
   private readonly attnLayout: GpuBindGroupLayout;
   private readonly mergeLayout: GpuBindGroupLayout;
   private readonly plans = new Map<string, Plan>();
+  /** Bytes of live pages from `createPage`. */
+  private sharedBytes = 0;
+  /** Bumped when a shared page's count changes (cached plans hold counts). */
+  private countEpoch = 0;
   private scratch: Record<'q' | 'partials' | 'result' | 'staging' | 'params', GpuBuffer | null> = { q: null, partials: null, result: null, staging: null, params: null };
   private pendingErrors: Array<Promise<GpuError | null>> = [];
   private failed: EdgeKVError | null = null;
@@ -199,11 +209,11 @@ export class WebGPUAttention {
   /** Name of this backend in the registry. */
   get backend(): 'webgpu' { return 'webgpu'; }
 
-  /** Bytes of pages currently held by lanes (what `writePage` stored). */
+  /** Bytes of pages currently held: lanes' own pages (`writePage`) plus live `createPage` pages. */
   get bytesResident(): number {
     let n = 0;
-    for (const lane of this.lanes.values()) for (const s of lane.pages) n += this.pools.get(s.format)!.pageBytes;
-    return n;
+    for (const lane of this.lanes.values()) for (const s of lane.pages) if (!s.shared) n += this.pools.get(s.format)!.pageBytes;
+    return n + this.sharedBytes;
   }
 
   /** Bytes of GPU memory held by the page pools (>= bytesResident). */
@@ -248,13 +258,13 @@ export class WebGPUAttention {
     if (bytes.length !== pool.pageBytes) throw shapeError('bytes', `${bytes.length} bytes`, `${pool.pageBytes} bytes: one ${format} page for headDim ${this.headDim}, valueGroup ${this.valueGroup}`);
     checkInt('count', count, 1, PAGE_TOKENS);
     let slot = index < l.pages.length ? l.pages[index] : undefined;
-    if (slot && slot.format !== format) {
+    if (slot && (slot.format !== format || slot.shared)) {
       this.release(slot);
       slot = undefined;
     }
     if (!slot) {
       const [chunk, idx] = this.allocate(pool);
-      slot = { format, chunk, index: idx, count };
+      slot = { format, chunk, index: idx, count, shared: false, freed: false };
       if (index < l.pages.length) l.pages[index] = slot;
       else l.pages.push(slot);
     }
@@ -263,18 +273,70 @@ export class WebGPUAttention {
     l.version++;
   }
 
+  /**
+   * Store one page that the caller owns, outside any lane: place it in lanes with
+   * `setLanePages`, rewrite it with `updatePage`, release it with `freePage`. `bytes` and
+   * `count` as for `writePage`. Only this page is written to the GPU.
+   */
+  createPage(format: Format, bytes: Uint8Array, count: number): GpuPage {
+    this.check('createPage');
+    checkOneOf('format', format, FORMATS);
+    const pool = this.pools.get(format)!;
+    this.checkPageBytes(pool, bytes, count);
+    const [chunk, index] = this.allocate(pool);
+    const slot: Slot = { format, chunk, index, count, shared: true, freed: false };
+    this.sharedBytes += pool.pageBytes;
+    this.device.queue.writeBuffer(pool.chunks[chunk], index * pool.pageBytes, bytes);
+    return slot;
+  }
+
+  /**
+   * Rewrite a page from `createPage` in place (same format). Lanes holding it see the
+   * new contents and count on their next `attend`.
+   */
+  updatePage(page: GpuPage, bytes: Uint8Array, count: number): void {
+    this.check('updatePage');
+    const slot = this.sharedSlot('page', page);
+    const pool = this.pools.get(slot.format)!;
+    this.checkPageBytes(pool, bytes, count);
+    if (slot.count !== count) { slot.count = count; this.countEpoch++; }
+    this.device.queue.writeBuffer(pool.chunks[slot.chunk], slot.index * pool.pageBytes, bytes);
+  }
+
+  /** Release a page from `createPage`; it must no longer be in any lane used by `attend`. */
+  freePage(page: GpuPage): void {
+    const slot = this.sharedSlot('page', page);
+    slot.freed = true;
+    this.sharedBytes -= this.pools.get(slot.format)!.pageBytes;
+    this.release(slot);
+  }
+
+  /**
+   * Make `pages` (from `createPage`, in entry order) the contents of `lane`. Pages the
+   * lane stored with `writePage` are released; the shared pages stay the caller's.
+   * Only the lane's page table changes (8 bytes per page on the next `attend`).
+   */
+  setLanePages(lane: number, pages: readonly GpuPage[]): void {
+    const l = this.lane('setLanePages', lane);
+    if (!Array.isArray(pages)) throw argError('pages', pages, 'an array of pages from createPage()');
+    const slots = pages.map((p, i) => this.sharedSlot(`pages[${i}]`, p));
+    for (const s of l.pages) if (!s.shared) this.release(s);
+    l.pages = slots;
+    l.version++;
+  }
+
   /** Keep the first `pages` pages of `lane`, free the rest. */
   truncate(lane: number, pages: number): void {
     const l = this.lane('truncate', lane);
     checkInt('pages', pages, 0, l.pages.length);
-    for (const s of l.pages.splice(pages)) this.release(s);
+    for (const s of l.pages.splice(pages)) if (!s.shared) this.release(s);
     l.version++;
   }
 
   /** Free a lane and its pages. */
   freeLane(lane: number): void {
     const l = this.lane('freeLane', lane);
-    for (const s of l.pages) this.release(s);
+    for (const s of l.pages) if (!s.shared) this.release(s);
     this.lanes.delete(lane);
   }
 
@@ -391,6 +453,20 @@ export class WebGPUAttention {
     return [c, pool.used[c]++];
   }
 
+  private checkPageBytes(pool: PagePool, bytes: Uint8Array, count: number): void {
+    if (!(bytes instanceof Uint8Array)) throw argError('bytes', bytes, `a Uint8Array of ${pool.pageBytes} bytes (one ${pool.format} page)`);
+    if (bytes.length !== pool.pageBytes) throw shapeError('bytes', `${bytes.length} bytes`, `${pool.pageBytes} bytes: one ${pool.format} page for headDim ${this.headDim}, valueGroup ${this.valueGroup}`);
+    checkInt('count', count, 1, PAGE_TOKENS);
+  }
+
+  private sharedSlot(name: string, page: GpuPage): Slot {
+    const s = page as Slot;
+    if (!s || typeof s !== 'object' || s.shared !== true || !this.pools.has(s.format) || s.freed) {
+      throw argError(name, page, 'a live page from this object\'s createPage()');
+    }
+    return s;
+  }
+
   private release(s: Slot): void {
     this.pools.get(s.format)!.free.push([s.chunk, s.index]);
   }
@@ -478,7 +554,7 @@ export class WebGPUAttention {
     const key = lanes.join(',');
     const versions = lanes.map((id) => this.lanes.get(id)!.version);
     const cached = this.plans.get(key);
-    if (cached && cached.versions.every((v, i) => v === versions[i])) return cached;
+    if (cached && cached.epoch === this.countEpoch && cached.versions.every((v, i) => v === versions[i])) return cached;
     // group each lane's pages by (format, chunk): one dispatch per group. A group's runs are
     // `ceil(groupPages / splits)` pages long (splits: see DEFAULT_TARGET_SPLITS), so every
     // dispatch has about that many workgroups whatever the lane count; partials lane-major.
@@ -550,7 +626,7 @@ export class WebGPUAttention {
       buffer = this.createTracked(Math.max(256, bytes * (cached ? 2 : 1)), BufferUsage.STORAGE | BufferUsage.COPY_DST, 'edgekv-plan');
     }
     this.device.queue.writeBuffer(buffer, 0, data);
-    const plan: Plan = { versions, buffer, dispatches, mplanOffset, numPartials: partial, bytes };
+    const plan: Plan = { versions, epoch: this.countEpoch, buffer, dispatches, mplanOffset, numPartials: partial, bytes };
     this.plans.delete(key);
     this.plans.set(key, plan);
     if (this.plans.size > PLAN_CACHE_SIZE) {

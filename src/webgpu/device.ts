@@ -60,10 +60,14 @@ export class WebGPUContext {
     }, () => {});
   }
 
-  /** Register a callback for device loss (called once). */
-  onLost(f: (info: GpuDeviceLostInfo) => void): void {
-    if (this.lostInfo) f(this.lostInfo);
-    else this.lostListeners.push(f);
+  /** Register a callback for device loss (called once); returns a function that unregisters it. */
+  onLost(f: (info: GpuDeviceLostInfo) => void): () => void {
+    if (this.lostInfo) { f(this.lostInfo); return () => {}; }
+    this.lostListeners.push(f);
+    return () => {
+      const i = this.lostListeners.indexOf(f);
+      if (i >= 0) this.lostListeners.splice(i, 1);
+    };
   }
 
   /** Throws `E_STATE` after `destroy()` and `E_BACKEND` after a device loss. */
