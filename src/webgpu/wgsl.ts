@@ -612,16 +612,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }
 
 /**
- * Matrix-vector product with f16 weights: `y[rows] = W[rows][cols] x[cols]`, W row-major
- * IEEE binary16 (two per u32 word, cols even), x and y f32. One workgroup per row, a tree
- * reduction in workgroup memory.
+ * Matrix-vector product with f16 weights over one row block:
+ * `y[yOffset + r] = scale * sum_c W[r][c] x[c]` for `r < rows`, W row-major IEEE binary16
+ * (two per u32 word; `cols` even, odd matrices padded with a zero column), x and y f32
+ * (x padded to `cols` with zeros). One workgroup per row (a 2-D grid of `wgPerRow` columns
+ * when rows exceed the per-dimension limit), f32 accumulation, a tree reduction in
+ * workgroup memory; `scale` multiplies the f32 sum (the runner's 2^-k of subnormal-free f16).
  */
 export function matvecShader(): string {
   return `// edgekv matvec, f16 weights (generated)
 const WG: u32 = ${WORKGROUP_SIZE}u;
-struct Params { rows: u32, cols: u32, wgPerRow: u32, pad: u32 }
+struct Params { rows: u32, cols: u32, wgPerRow: u32, yOffset: u32, scale: f32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(0) var<storage, read> w: array<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 var<workgroup> red: array<f32, ${WORKGROUP_SIZE}>;
@@ -634,8 +637,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let base = row * half;
   var s = 0.0;
   for (var u = t; u < half; u += WG) {
-    let wv = unpack2x16float(w[base + u]);
-    s += wv.x * x[2u * u] + wv.y * x[2u * u + 1u];
+    s += dot(unpack2x16float(w[base + u]), x[u]);
   }
   red[t] = s;
   workgroupBarrier();
@@ -643,7 +645,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (t < k) { red[t] += red[t + k]; }
     workgroupBarrier();
   }
-  if (t == 0u) { y[row] = red[0]; }
+  if (t == 0u) { y[params.yOffset + row] = red[0] * params.scale; }
 }
 `;
 }
