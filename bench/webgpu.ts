@@ -49,7 +49,7 @@ import { WasmPagedAttention } from '../src/webgpu/backend.ts';
 import { decodePage, encodePage, referenceAttention } from '../src/webgpu/pagecodec.ts';
 import type { DecodedPage } from '../src/webgpu/pagecodec.ts';
 import type { AttentionTuning } from '../src/webgpu/wgsl.ts';
-import type { Gpu } from '../src/webgpu/gpu-types.ts';
+import { args, findGpu, gitRevision, runtimeName, writeReport } from './gpu-common.ts';
 
 /** Distinct random pages per format (cycled over the lanes). */
 const DISTINCT_PAGES = 64;
@@ -58,7 +58,6 @@ const GB = 1e9;
 /** Known memory bandwidths (GB/s) by adapter description substring, for the fraction column. */
 const KNOWN_PEAK_GBPS: Array<[RegExp, number]> = [[/H200/i, 4800], [/H100.*PCIe/i, 2000], [/H100/i, 3350], [/A100/i, 2039], [/L4\b/i, 300]];
 
-declare const Deno: { args: string[]; version: { deno: string }; build: { os: string; arch: string } } | undefined;
 
 interface Variant { name: string; splits: number; tuning: AttentionTuning }
 
@@ -78,11 +77,6 @@ interface Row {
   cpuGBps: number | null;
   maxAbsDiffVsCpu: number | null;
   iterations: number;
-}
-
-function args(): string[] {
-  if (typeof Deno !== 'undefined') return Deno.args;
-  return (globalThis as unknown as { process: { argv: string[] } }).process.argv.slice(2);
 }
 
 function parse(argv: string[]) {
@@ -132,29 +126,6 @@ function parseVariants(spec: string, splits: number): Variant[] {
 const MAX_ITERATIONS = 20000;
 /** GPU busy time right before the timed calls of each measurement (same command buffer). */
 const WARMUP_MS = 150;
-
-async function findGpu(): Promise<{ gpu: Gpu | undefined; source: string }> {
-  const nav = (globalThis as { navigator?: { gpu?: Gpu } }).navigator;
-  if (nav?.gpu) return { gpu: nav.gpu, source: 'navigator.gpu' };
-  try {
-    const name = 'webgpu';
-    const m = (await import(name)) as { create: (f: string[]) => Gpu };
-    return { gpu: m.create([]), source: 'webgpu (Dawn, npm)' };
-  } catch (e) {
-    return { gpu: undefined, source: `none (${(e as Error).message.split('\n')[0]})` };
-  }
-}
-
-async function gitRevision(): Promise<string> {
-  try {
-    const fs = await import('node:fs/promises');
-    const head = (await fs.readFile(new URL('../.git/HEAD', import.meta.url), 'utf8')).trim();
-    if (!head.startsWith('ref: ')) return head;
-    return (await fs.readFile(new URL(`../.git/${head.slice(5)}`, import.meta.url), 'utf8')).trim();
-  } catch {
-    return 'unknown';
-  }
-}
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -284,7 +255,7 @@ async function main(): Promise<void> {
   const report = {
     suite: 'webgpu-attention',
     date: new Date().toISOString(),
-    runtime: typeof Deno !== 'undefined' ? `deno ${Deno.version.deno} ${Deno.build.os}-${Deno.build.arch}` : `node ${(globalThis as unknown as { process: { version: string } }).process.version}`,
+    runtime: runtimeName(),
     gpuSource: source,
     adapter: ctx.adapter,
     peakGBps: peak,
@@ -295,12 +266,7 @@ async function main(): Promise<void> {
     results: rows,
   };
   ctx.destroy();
-  const fs = await import('node:fs/promises');
-  const out = o.out || new URL(`./results/webgpu-${report.date.slice(0, 10)}.json`, import.meta.url);
-  await fs.mkdir(new URL('./results/', import.meta.url), { recursive: true });
-  await fs.writeFile(out, JSON.stringify(report, null, 2) + '\n');
-  console.log(JSON.stringify(report));
-  log(`wrote ${out instanceof URL ? out.pathname : out}`);
+  log(`wrote ${await writeReport(report, o.out, `webgpu-${report.date.slice(0, 10)}.json`)}`);
 }
 
 await main();
