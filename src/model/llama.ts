@@ -19,6 +19,14 @@
  * SwiGLU MLP for the whole chunk. All scratch is allocated once per model (for
  * `maxChunk` tokens); the hot path allocates nothing in WASM memory.
  *
+ * `forwardAsync` / `generateAsync` are the same computation (one step-by-step core drives
+ * both: a generator that yields only where the async path awaits): they await
+ * `attention.attendAsync` when the backend has it, and after `await model.useWebGPU(context)`
+ * they run the projections of single-token forwards (decode) on the GPU with `WebGPUMatvec`
+ * (f16 weights uploaded once; Q/K/V and gate/up one submit each); multi-token chunks
+ * (prefill) stay on the WASM kernels. If the GPU goes away, the next call says so once and
+ * continues on the WASM kernels (the weights never leave WASM memory).
+ *
  * Numerics follow transformers' `LlamaForCausalLM` in float32: RMSNorm
  * `w * (x * rsqrt(mean(x^2) + eps))`, rotate-half RoPE with f32 angles, softmax attention
  * with scale 1/sqrt(headDim), `down(silu(gate(x)) * up(x))`, tied or separate LM head.
@@ -34,6 +42,8 @@ import { Sampler, type SamplingOptions } from './sampling.ts';
 import { Tokenizer } from './tokenizer.ts';
 import type { AttentionBackend } from './types.ts';
 import { ropeInvFreq } from '../reference/matmul.ts';
+import { WebGPUContext } from '../webgpu/device.ts';
+import { createWebGPUMatvecGroup, type MatvecMatrix, type WebGPUMatvec } from '../webgpu/matvec.ts';
 
 const F32_BYTES = 4;
 const F16_BYTES = 2;
@@ -46,6 +56,8 @@ const F16_MAX_EXP = 30;
 const F16_SUBNORMAL_SHIFT = 10;
 /** f32 exponent field all ones (upper 16 bits of bf16 / f32 bits). */
 const BF16_EXP_MASK = 0x7f80;
+/** Largest finite f16. */
+const F16_MAX = 65504;
 /** Tokens per forward chunk (scratch is sized for this). */
 export const DEFAULT_MAX_CHUNK = 64;
 
@@ -54,6 +66,8 @@ export type WeightStorage = 'f16' | 'f32';
 
 /** A weight matrix `[rows][cols]` in the arena. */
 export interface Weight {
+  /** The checkpoint tensor (for errors). */
+  name: string;
   ptr: number;
   rows: number;
   cols: number;
@@ -80,6 +94,51 @@ export interface LoadModelOptions {
 const LOAD_OPTIONS = ['engine', 'maxChunk'] as const;
 const FORWARD_OPTIONS = ['allLogits', 'onLogits', 'startPosition', 'logitsOut'] as const;
 const GENERATE_OPTIONS = ['maxTokens', 'temperature', 'topK', 'seed', 'stopAtEos', 'eosTokenIds', 'attention', 'onToken', 'addSpecialTokens'] as const;
+const WEBGPU_OPTIONS = ['onNotice', 'maxBlockBytes'] as const;
+
+/**
+ * Matrices that read the same scratch input, computed together (one GPU submit and read-back
+ * when on the GPU). Scratch is token-major: input `[n][cols]`, each output `[n][rows]`.
+ */
+interface Projection {
+  /** Input scratch pointer. */
+  x: number;
+  cols: number;
+  weights: Weight[];
+  /** Output scratch pointer of each matrix. */
+  outs: number[];
+  /** The GPU copy used by single-token async forwards, or null. */
+  gpu: WebGPUMatvec | null;
+  /** Read-back target `[sum of rows]` while on the GPU. */
+  result: Float32Array | null;
+}
+
+interface LayerProjections { qkv: Projection; o: Projection; gateUp: Projection; down: Projection }
+
+/** The GPU side of `useWebGPU`. */
+interface GpuState {
+  context: WebGPUContext;
+  notice: (message: string) => void;
+  matvecs: WebGPUMatvec[];
+}
+
+/**
+ * The steps of a forward / generate: a generator that yields only the promises the async path
+ * awaits (`attendAsync`, GPU matvecs) and receives their results; with `async = false` it
+ * never yields and runs to completion in one `next()`.
+ */
+type Steps<T> = Generator<Promise<unknown>, T, unknown>;
+
+/** Options of `useWebGPU`. */
+export interface UseWebGPUOptions {
+  /** Called once when the GPU stops working (device lost, context destroyed). Default: `console.warn`. */
+  onNotice?: (message: string) => void;
+  /**
+   * Largest f16 weight block bound to one dispatch (bytes); larger matrices are split by rows.
+   * Default and maximum: the device's `maxStorageBufferBindingSize`.
+   */
+  maxBlockBytes?: number;
+}
 
 /** Options of `forward`. */
 export interface ForwardOptions {
@@ -174,6 +233,11 @@ export class LlamaModel {
   private readonly sK: number; private readonly sV: number; private readonly sA: number;
   private readonly sO: number; private readonly sG: number; private readonly sU: number;
   private readonly sIds: number; private readonly sPos: number; private readonly sLogits: number;
+  private readonly projections: LayerProjections[];
+  private readonly head: Projection;
+  private gpu: GpuState | null = null;
+  /** The async call in flight (`forwardAsync`, `generateAsync`, `useWebGPU`): it owns the scratch. */
+  private asyncCall: string | null = null;
   private disposed = false;
 
   /** @internal use `loadModel`. */
@@ -214,6 +278,22 @@ export class LlamaModel {
     const inv = ropeInvFreq(c.ropeTheta, c.headDim);
     this.invFreq = alloc(inv.byteLength);
     this.engine.f32(this.invFreq, inv.length).set(inv);
+    const proj = (x: number, cols: number, weights: Weight[], outs: number[]): Projection => ({ x, cols, weights, outs, gpu: null, result: null });
+    this.projections = this.layers.map((L) => ({
+      qkv: proj(this.sX, c.hiddenSize, [L.q, L.k, L.v], [this.sQ, this.sK, this.sV]),
+      o: proj(this.sA, qDim, [L.o], [this.sO]),
+      gateUp: proj(this.sX, c.hiddenSize, [L.gate, L.up], [this.sG, this.sU]),
+      down: proj(this.sG, c.intermediateSize, [L.down], [this.sO]),
+    }));
+    this.head = proj(this.sX, c.hiddenSize, [this.lmHead], [this.sLogits]);
+  }
+
+  /**
+   * The WebGPU context whose GPU computes the single-token projections of `forwardAsync` /
+   * `generateAsync` (see `useWebGPU`), or null when every matvec runs on the WASM kernels.
+   */
+  get webgpu(): WebGPUContext | null {
+    return this.gpu !== null && gpuProblem(this.gpu.context) === null ? this.gpu.context : null;
   }
 
   /** A fresh exact (uncompressed) attention backend for this model's geometry. */
@@ -236,9 +316,59 @@ export class LlamaModel {
   /**
    * Run `tokens` through the model, appending their keys and values to `attention` and
    * attending with each token's queries. Returns the last token's logits `[vocab]`, or with
-   * `allLogits` every token's `[tokens][vocab]`.
+   * `allLogits` every token's `[tokens][vocab]`. Always on the WASM kernels.
    */
   forward(tokens: ArrayLike<number>, attention: AttentionBackend, options: ForwardOptions = {}): Float32Array {
+    return this.drive('forward', this.forwardSteps(tokens, attention, options, false));
+  }
+
+  /**
+   * `forward`, asynchronously: same validation, options and result. Awaits
+   * `attention.attendAsync` when the backend has it (else calls `attend`); after `useWebGPU`,
+   * a single-token call (decode) computes its projections and LM head on the GPU, a longer
+   * one (prefill) stays on the WASM kernels. One async call at a time per model: the others
+   * (sync ones included) throw `E_STATE` until it settles.
+   */
+  forwardAsync(tokens: ArrayLike<number>, attention: AttentionBackend, options: ForwardOptions = {}): Promise<Float32Array> {
+    return this.driveAsync('forwardAsync', () => this.forwardSteps(tokens, attention, options, true));
+  }
+
+  /** Run sync steps (they never yield). */
+  private drive<T>(what: string, steps: Steps<T>): T {
+    this.checkIdle(what);
+    const r = steps.next();
+    if (!r.done) throw new EdgeKVError('E_STATE', `${what}: internal error: a synchronous step waited`);
+    return r.value;
+  }
+
+  /** Run steps, awaiting what they yield; a rejection is thrown into them (their `finally` runs). */
+  private async driveAsync<T>(what: string, start: () => Steps<T>): Promise<T> {
+    this.checkIdle(what);
+    this.asyncCall = what;
+    try {
+      if (this.gpu !== null) {
+        const problem = gpuProblem(this.gpu.context);
+        if (problem !== null) this.dropWebGPU(problem);
+      }
+      const steps = start();
+      let r = steps.next();
+      while (!r.done) {
+        let value: unknown;
+        try {
+          value = await r.value;
+        } catch (e) {
+          r = steps.throw(e);
+          continue;
+        }
+        r = steps.next(value);
+      }
+      return r.value;
+    } finally {
+      this.asyncCall = null;
+    }
+  }
+
+  private *forwardSteps(tokens: ArrayLike<number>, attention: AttentionBackend, options: ForwardOptions, async: boolean): Steps<Float32Array> {
     this.checkLive();
     if (options === null || typeof options !== 'object') throw argError('options', options, 'an object');
     checkKeys('options', options, FORWARD_OPTIONS);
@@ -264,7 +394,7 @@ export class LlamaModel {
       const m = Math.min(this.maxChunk, n - off);
       const last = off + m === n;
       const wantAll = all || options.onLogits !== undefined;
-      this.forwardChunk(tokens, off, m, start + off, attention, wantAll);
+      yield* this.chunkSteps(tokens, off, m, start + off, attention, wantAll, async);
       this.positions.set(attention, start + off + m);
       if (wantAll) {
         const view = this.engine.f32(this.sLogits, m * c.vocabSize);
@@ -280,22 +410,25 @@ export class LlamaModel {
     return result;
   }
 
-  /** One chunk of m <= maxChunk tokens at positions pos0 ... pos0 + m - 1. */
-  private forwardChunk(tokens: ArrayLike<number>, off: number, m: number, pos0: number, attention: AttentionBackend, allLogits: boolean): void {
+  /**
+   * One chunk of m <= maxChunk tokens at positions pos0 ... pos0 + m - 1. With `async`, awaits
+   * `attendAsync` when the backend has it and, for m = 1, runs the projections on the GPU.
+   */
+  private *chunkSteps(tokens: ArrayLike<number>, off: number, m: number, pos0: number, attention: AttentionBackend, allLogits: boolean, async: boolean): Steps<void> {
     const c = this.config, k = this.k, e = this.engine;
     const hidden = c.hiddenSize, inter = c.intermediateSize;
     const qDim = c.qHeads * c.headDim, kvDim = c.kvHeads * c.headDim;
+    const onGpu = async && m === 1;
+    const attendAsync = async && typeof attention.attendAsync === 'function';
     const ids = e.i32(this.sIds, m), pos = e.i32(this.sPos, m);
     for (let t = 0; t < m; t++) { ids[t] = tokens[off + t]; pos[t] = pos0 + t; }
     if (this.embed.storage === 'f16') k.embedF16(this.embed.ptr, this.sIds, m, hidden, this.sH, this.embed.scale);
     else k.embedF32(this.embed.ptr, this.sIds, m, hidden, this.sH);
     const eps = c.rmsNormEps;
     for (let l = 0; l < this.layers.length; l++) {
-      const L = this.layers[l];
+      const L = this.layers[l], P = this.projections[l];
       k.rmsNormF32(this.sH, L.ln1, this.sX, hidden, m, eps);
-      this.matmul(L.q, this.sX, this.sQ, m);
-      this.matmul(L.k, this.sX, this.sK, m);
-      this.matmul(L.v, this.sX, this.sV, m);
+      if (onGpu && P.qkv.gpu) yield this.gpuProject(P.qkv); else this.wasmProject(P.qkv, m);
       k.ropeRotateHalfF32(this.sQ, this.sPos, this.invFreq, m, c.qHeads, c.headDim);
       k.ropeRotateHalfF32(this.sK, this.sPos, this.invFreq, m, c.kvHeads, c.headDim);
       for (let t = 0; t < m; t++) {
@@ -303,31 +436,30 @@ export class LlamaModel {
         // Views are taken right before each call: append may grow memory (detaching old views).
         attention.append(l, this.view(this.sK + t * kvDim * F32_BYTES, kvDim), this.view(this.sV + t * kvDim * F32_BYTES, kvDim), this.posOne);
         const out = this.view(this.sA + t * qDim * F32_BYTES, qDim);
-        const res = attention.attend(l, this.view(this.sQ + t * qDim * F32_BYTES, qDim), out);
+        const q = this.view(this.sQ + t * qDim * F32_BYTES, qDim);
+        const res = attendAsync ? (yield attention.attendAsync!(l, q, out)) as Float32Array : attention.attend(l, q, out);
         if (res !== out) {
           if (!(res instanceof Float32Array) || res.length !== qDim) {
-            throw new EdgeKVError('E_STATE', `attention.attend(layer ${l}) returned ${res instanceof Float32Array ? `length ${res.length}` : String(res)}; expected a Float32Array of length qHeads * headDim = ${qDim}`, 'attention');
+            throw new EdgeKVError('E_STATE', `attention.${attendAsync ? 'attendAsync' : 'attend'}(layer ${l}) returned ${res instanceof Float32Array ? `length ${res.length}` : String(res)}; expected a Float32Array of length qHeads * headDim = ${qDim}`, 'attention');
           }
           this.view(this.sA + t * qDim * F32_BYTES, qDim).set(res);
         }
       }
-      this.matmul(L.o, this.sA, this.sO, m);
+      if (onGpu && P.o.gpu) yield this.gpuProject(P.o); else this.wasmProject(P.o, m);
       k.addF32(this.sH, this.sO, m * hidden);
       k.rmsNormF32(this.sH, L.ln2, this.sX, hidden, m, eps);
-      this.matmul(L.gate, this.sX, this.sG, m);
-      this.matmul(L.up, this.sX, this.sU, m);
+      if (onGpu && P.gateUp.gpu) yield this.gpuProject(P.gateUp); else this.wasmProject(P.gateUp, m);
       k.swigluF32(this.sG, this.sU, this.sG, m * inter);
-      this.matmul(L.down, this.sG, this.sO, m);
+      if (onGpu && P.down.gpu) yield this.gpuProject(P.down); else this.wasmProject(P.down, m);
       k.addF32(this.sH, this.sO, m * hidden);
     }
     if (allLogits) {
       k.rmsNormF32(this.sH, this.finalNorm, this.sX, hidden, m, eps);
-      this.matmul(this.lmHead, this.sX, this.sLogits, m);
     } else {
       const lastH = this.sH + (m - 1) * hidden * F32_BYTES;
       k.rmsNormF32(lastH, this.finalNorm, this.sX, hidden, 1, eps);
-      this.matmul(this.lmHead, this.sX, this.sLogits, 1);
     }
+    if (onGpu && this.head.gpu) yield this.gpuProject(this.head); else this.wasmProject(this.head, allLogits ? m : 1);
   }
 
   /** A cached f32 view of `len` floats at `ptr` (scratch offsets repeat every chunk / token). */
@@ -337,6 +469,33 @@ export class LlamaModel {
     let v = this.views.get(ptr);
     if (v === undefined || v.length !== len) { v = new Float32Array(buf, ptr, len); this.views.set(ptr, v); }
     return v;
+  }
+
+  /** `p`'s matrices over `n` tokens on the WASM kernels. */
+  private wasmProject(p: Projection, n: number): void {
+    for (let i = 0; i < p.weights.length; i++) this.matmul(p.weights[i], p.x, p.outs[i], n);
+  }
+
+  /**
+   * `p`'s matrices for one token on the GPU (one submit, one read-back), results copied into
+   * the output scratch. A non-finite input (WGSL leaves NaN / Inf arithmetic undefined) is
+   * computed on the WASM kernels; a GPU failure drops the GPU (one notice) and computes this
+   * and every later projection on the WASM kernels.
+   */
+  private async gpuProject(p: Projection): Promise<void> {
+    try {
+      const y = await p.gpu!.run(this.view(p.x, p.cols), p.result!);
+      for (let i = 0, off = 0; i < p.weights.length; i++) {
+        const rows = p.weights[i].rows;
+        this.engine.f32(p.outs[i], rows).set(y.subarray(off, off + rows));
+        off += rows;
+      }
+    } catch (e) {
+      if (!(e instanceof EdgeKVError)) throw e;
+      if (e.code === 'E_BACKEND' || e.code === 'E_STATE') this.dropWebGPU(e.message);
+      else if (e.code !== 'E_NONFINITE') throw e;
+      this.wasmProject(p, 1);
+    }
   }
 
   private matmul(w: Weight, x: number, y: number, n: number): void {
@@ -354,6 +513,19 @@ export class LlamaModel {
    * Prefill and decode speeds are measured separately.
    */
   generate(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): GenerateResult {
+    return this.drive('generate', this.generateSteps(prompt, options, false));
+  }
+
+  /**
+   * `generate`, asynchronously: same options, sampling and result (timings included), every
+   * forward through `forwardAsync`'s path (decode on the GPU after `useWebGPU`, prefill on the
+   * WASM kernels; `attendAsync` awaited when the attention backend has it).
+   */
+  generateAsync(prompt: string | ArrayLike<number>, options: GenerateOptions = {}): Promise<GenerateResult> {
+    return this.driveAsync('generateAsync', () => this.generateSteps(prompt, options, true));
+  }
+
+  private *generateSteps(prompt: string | ArrayLike<number>, options: GenerateOptions, async: boolean): Steps<GenerateResult> {
     this.checkLive();
     if (options === null || typeof options !== 'object') throw argError('options', options, 'an object');
     checkKeys('options', options, GENERATE_OPTIONS);
@@ -374,7 +546,7 @@ export class LlamaModel {
     let prefillMs = 0, decodeMs = 0;
     try {
       let t0 = now();
-      this.forward(promptIds, attention, { startPosition: start, logitsOut: logits });
+      yield* this.forwardSteps(promptIds, attention, { startPosition: start, logitsOut: logits }, async);
       prefillMs = now() - t0;
       let pos = start + promptIds.length;
       t0 = now();
@@ -385,7 +557,7 @@ export class LlamaModel {
         if (stopAtEos && eos.includes(next)) { stoppedBy = 'eos'; break; }
         if (i === maxTokens - 1) break;
         if (pos >= this.config.maxPositions) { stoppedBy = 'context'; break; }
-        this.forward([next], attention, { startPosition: pos, logitsOut: logits });
+        yield* this.forwardSteps([next], attention, { startPosition: pos, logitsOut: logits }, async);
         pos++;
       }
       decodeMs = now() - t0;
@@ -407,16 +579,125 @@ export class LlamaModel {
     };
   }
 
-  /** Give the weights and scratch back to the arena. */
+  /**
+   * Upload every projection (Q, K, V, O, gate, up, down of each layer, and the LM head) to the
+   * GPU of `context` as f16, once, for the single-token forwards of `forwardAsync` /
+   * `generateAsync`. f16 weights go as stored (with their power-of-two `scale`, so the GPU
+   * computes the WASM kernels' y up to summation order); f32 weights (f32 / bf16 checkpoints)
+   * are rounded to f16 (`E_UNSUPPORTED` naming the tensor when a value is outside the f16
+   * range). A matrix larger than the device's `maxStorageBufferBindingSize` is split by rows.
+   * The weights stay in WASM memory: sync calls and prefill use them, and so does every call
+   * after the GPU is lost. Calling it again replaces the previous upload; a rejected call
+   * changes nothing. `context` stays the caller's (`releaseWebGPU` / `dispose` free only the
+   * buffers made here).
+   */
+  async useWebGPU(context: WebGPUContext, options: UseWebGPUOptions = {}): Promise<void> {
+    this.checkLive();
+    this.checkIdle('useWebGPU');
+    if (!(context instanceof WebGPUContext)) throw argError('context', context, 'a WebGPUContext (await createWebGPUContext({ gpu }))');
+    if (options === null || typeof options !== 'object') throw argError('options', options, 'an object');
+    checkKeys('options', options, WEBGPU_OPTIONS);
+    if (options.onNotice !== undefined && typeof options.onNotice !== 'function') throw argError('options.onNotice', options.onNotice, 'a function (message: string) => void');
+    context.check('useWebGPU');
+    const notice = options.onNotice ?? ((m: string) => console.warn(`[edgekv] ${m}`));
+    this.asyncCall = 'useWebGPU';
+    const matvecs: WebGPUMatvec[] = [];
+    const upload = async (p: Projection): Promise<WebGPUMatvec> => {
+      const matrices: MatvecMatrix[] = p.weights.map((w) => ({ rows: w.rows, name: w.name, ...this.f16Weights(w) }));
+      const mv = await createWebGPUMatvecGroup({ context, cols: p.cols, matrices, maxBlockBytes: options.maxBlockBytes });
+      matvecs.push(mv);
+      return mv;
+    };
+    let layers: Array<Record<keyof LayerProjections, WebGPUMatvec>>, head: WebGPUMatvec;
+    try {
+      layers = [];
+      for (const P of this.projections) layers.push({ qkv: await upload(P.qkv), o: await upload(P.o), gateUp: await upload(P.gateUp), down: await upload(P.down) });
+      head = await upload(this.head);
+      this.checkLive();
+    } catch (e) {
+      for (const mv of matvecs) mv.destroy();
+      throw e;
+    } finally {
+      this.asyncCall = null;
+    }
+    this.releaseGpu();
+    const attach = (p: Projection, mv: WebGPUMatvec): void => { p.gpu = mv; p.result = new Float32Array(mv.rows); };
+    this.projections.forEach((P, l) => { for (const key of ['qkv', 'o', 'gateUp', 'down'] as const) attach(P[key], layers[l][key]); });
+    attach(this.head, head);
+    this.gpu = { context, notice, matvecs };
+  }
+
+  /** Free the GPU buffers of `useWebGPU` (not the context); every matvec runs on the WASM kernels again. */
+  releaseWebGPU(): void {
+    this.checkIdle('releaseWebGPU');
+    this.releaseGpu();
+  }
+
+  /** The binary16 copy of `w` for the GPU and the scale its outputs need. */
+  private f16Weights(w: Weight): { weights: Uint16Array; scale: number } {
+    const n = w.rows * w.cols;
+    if (w.storage === 'f16') return { weights: this.engine.u16(w.ptr, n).slice(), scale: w.scale };
+    const tmp = this.engine.arena.alloc(n * F16_BYTES);
+    let h: Uint16Array;
+    try {
+      this.k.f32ToF16(w.ptr, tmp, n);
+      h = this.engine.u16(tmp, n).slice();
+    } finally {
+      this.engine.arena.free(tmp);
+    }
+    const bad = firstNonFiniteF16(h); // the weights are finite (checked at load): this is overflow
+    if (bad >= 0) {
+      const v = this.engine.f32(w.ptr, n)[bad];
+      throw new EdgeKVError('E_UNSUPPORTED', `useWebGPU: tensor ${JSON.stringify(w.name)} holds ${v} at row ${Math.floor(bad / w.cols)}, column ${bad % w.cols}, outside the f16 range [-${F16_MAX}, ${F16_MAX}] of the WebGPU matvec; run this model on the WASM kernels (do not call useWebGPU)`, w.name);
+    }
+    return { weights: h, scale: prepareF16Weights(h) };
+  }
+
+  /** Stop using the GPU after a failure: one notice, then the WASM kernels. */
+  private dropWebGPU(reason: string): void {
+    const g = this.gpu;
+    if (g === null) return;
+    this.releaseGpu();
+    g.notice(`the model's WebGPU matvecs stopped (${reason}); ${this.location} continues on the WASM kernels`);
+  }
+
+  private releaseGpu(): void {
+    if (this.gpu === null) return;
+    for (const mv of this.gpu.matvecs) mv.destroy();
+    for (const P of this.projections) for (const p of [P.qkv, P.o, P.gateUp, P.down]) { p.gpu = null; p.result = null; }
+    this.head.gpu = null;
+    this.head.result = null;
+    this.gpu = null;
+  }
+
+  /** Give the weights, scratch and GPU buffers back. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.releaseGpu();
     for (const p of this.owned) this.engine.arena.free(p);
     this.owned.length = 0;
   }
 
   private checkLive(): void {
     if (this.disposed) throw new EdgeKVError('E_STATE', 'this model was disposed', 'model');
+  }
+
+  /** Throws `E_STATE` while an async call owns the scratch. */
+  private checkIdle(what: string): void {
+    if (this.asyncCall !== null) {
+      throw new EdgeKVError('E_STATE', `${what}: ${this.asyncCall} is still running on this model (it owns the model's scratch memory); await it first`, 'model');
+    }
+  }
+}
+
+/** Why `context` cannot run kernels (lost, destroyed), or null when it can. */
+function gpuProblem(context: WebGPUContext): string | null {
+  try {
+    context.check('matvec');
+    return null;
+  } catch (e) {
+    return (e as Error).message;
   }
 }
 
@@ -566,7 +847,7 @@ export async function loadModel(source: string | URL | ModelFiles, options: Load
     const matrix = (name: string, rows: number, cols: number): Weight => {
       const u = upload(engine, get(name, [rows, cols]), false, owned);
       weightBytes += u.bytes;
-      return { ptr: u.ptr, rows, cols, storage: u.storage, scale: u.scale };
+      return { name, ptr: u.ptr, rows, cols, storage: u.storage, scale: u.scale };
     };
     const vector = (name: string, len: number): number => {
       const u = upload(engine, get(name, [len]), true, owned);
