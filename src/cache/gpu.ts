@@ -37,7 +37,13 @@ export interface MirrorStats {
   tableUpdates: number;
 }
 
-interface Mirrored { page: GpuPage; format: Format }
+/** Dirty-list markers: a page of the lane was freed; or too many writes to list, re-send every page. */
+const FREED = -1;
+const ALL = -2;
+/** Longest dirty list kept per lane (a lane written many times without being attended). */
+const DIRTY_CAP = 4096;
+
+interface Mirrored { page: GpuPage; format: Format; lane: number; stamp: number }
 
 /** Mirrors a cache's lanes into one `WebGPUAttention`. @internal */
 export class GpuMirror implements PageWatcher {
@@ -46,12 +52,17 @@ export class GpuMirror implements PageWatcher {
   readonly owned: boolean;
   private readonly engine: Engine;
   private readonly store: PageStore;
+  /** GPU page of every mirrored arena page. */
   private readonly pages = new Map<number, Mirrored>();
-  private readonly dirty = new Set<number>();
   /** GPU lane id per cache lane. */
   private readonly gpuLanes: number[];
-  /** Arena addresses last sent as each lane's page list. */
-  private readonly sent: number[][];
+  /** Per cache lane, as last sent: arena addresses, counts and GPU pages in entry order. */
+  private readonly sentPtrs: number[][];
+  private readonly sentCounts: number[][];
+  private readonly sentPages: GpuPage[][];
+  /** Per cache lane: mirrored pages written since their upload (or freed: -1 marks a free). */
+  private readonly dirty: number[][];
+  private stamp = 0;
   readonly counters = { pagesCreated: 0, pagesUpdated: 0, uploadedBytes: 0, tableUpdates: 0 };
   /** Unregisters the cache's device-loss callback. */
   unwatchLoss: () => void = () => {};
@@ -62,11 +73,23 @@ export class GpuMirror implements PageWatcher {
     this.engine = engine;
     this.store = store;
     this.gpuLanes = Array.from({ length: lanes }, () => attention.createLane());
-    this.sent = Array.from({ length: lanes }, () => []);
+    this.sentPtrs = Array.from({ length: lanes }, () => []);
+    this.sentCounts = Array.from({ length: lanes }, () => []);
+    this.sentPages = Array.from({ length: lanes }, () => []);
+    this.dirty = Array.from({ length: lanes }, () => []);
   }
 
   written(ptr: number): void {
-    if (this.pages.has(ptr)) this.dirty.add(ptr);
+    const m = this.pages.get(ptr);
+    if (m) this.mark(m.lane, ptr);
+  }
+
+  /** Note a written page (or FREED / ALL) for lane `lane`; a long list collapses to ALL. */
+  private mark(lane: number, what: number): void {
+    const d = this.dirty[lane];
+    if (d[0] === ALL) return;
+    if (d.length < DIRTY_CAP) d.push(what);
+    else { d.length = 0; d.push(ALL); }
   }
 
   freed(ptr: number): void {
@@ -74,52 +97,90 @@ export class GpuMirror implements PageWatcher {
     if (!m) return;
     this.attention.freePage(m.page);
     this.pages.delete(ptr);
-    this.dirty.delete(ptr);
+    this.mark(m.lane, FREED); // the lane's list holds a freed page: rebuild it
   }
 
   /**
    * Bring the GPU copy of `lanes` (cache lanes, with their indices) up to date; returns
    * their GPU lane ids. Throws what the GPU calls throw (E_BACKEND, E_OOM), leaving the
    * cache's own pages untouched.
+   *
+   * Per lane, one pass of integer compares against the list last sent finds what moved;
+   * only pages that are new, grew or shrank, or were written (the lane's dirty list) are
+   * uploaded, and the page list is re-sent only when its order or membership changed.
    */
   sync(lanes: ReadonlyArray<{ lane: Lane; index: number }>): number[] {
-    const a = this.attention, e = this.engine;
     const ids: number[] = [];
     for (const { lane, index } of lanes) {
-      const sent = this.sent[index];
-      const list: GpuPage[] = [];
-      const ptrs: number[] = [];
-      let changed = false;
+      const stamp = ++this.stamp;
+      const sentPtrs = this.sentPtrs[index], sentCounts = this.sentCounts[index];
+      const dirty = this.dirty[index];
+      const all = dirty[0] === ALL;
+      let rebuild = all || dirty.includes(FREED);
+      let j = 0;
+      // 1. pages at the position they were sent from: only count changes need an upload
       for (const t of lane.tiers) {
-        const pb = this.store.pageBytes(t.format);
-        for (let i = 0; i < t.pages; i++) {
-          const ptr = t.ptrs[i], count = t.counts[i];
-          let m = this.pages.get(ptr);
-          if (m && m.format !== t.format) { this.freed(ptr); m = undefined; }
-          if (!m) {
-            m = { page: a.createPage(t.format, e.u8(ptr, pb), count), format: t.format };
-            this.pages.set(ptr, m);
-            this.counters.pagesCreated++;
-            this.counters.uploadedBytes += pb;
-          } else if (this.dirty.has(ptr) || m.page.count !== count) {
-            a.updatePage(m.page, e.u8(ptr, pb), count);
-            this.dirty.delete(ptr);
-            this.counters.pagesUpdated++;
-            this.counters.uploadedBytes += pb;
+        const tp = t.ptrs, tc = t.counts;
+        for (let i = 0; i < tp.length; i++, j++) {
+          if (tp[i] !== sentPtrs[j]) { rebuild = true; continue; }
+          if (tc[i] !== sentCounts[j]) {
+            this.upload(tp[i], t.format, tc[i], index, stamp);
+            sentCounts[j] = tc[i];
           }
-          if (sent[ptrs.length] !== ptr) changed = true;
-          ptrs.push(ptr);
-          list.push(m.page);
         }
       }
-      if (changed || ptrs.length !== sent.length) {
-        a.setLanePages(this.gpuLanes[index], list);
-        this.sent[index] = ptrs;
+      if (j !== sentPtrs.length) rebuild = true;
+      // 2. a changed list: every page found (or uploaded) by address, the list re-sent
+      if (rebuild) {
+        const ptrs: number[] = [], counts: number[] = [], list: GpuPage[] = [];
+        const sentPages = this.sentPages[index];
+        for (const t of lane.tiers) {
+          for (let i = 0; i < t.pages; i++) {
+            const ptr = t.ptrs[i], at = ptrs.length;
+            ptrs.push(ptr); counts.push(t.counts[i]);
+            // same page at the same place, already brought up to date in step 1
+            if (!all && ptr === sentPtrs[at] && t.counts[i] === sentCounts[at] && this.pages.has(ptr)) list.push(sentPages[at]);
+            else list.push(this.upload(ptr, t.format, t.counts[i], index, stamp, all));
+          }
+        }
+        this.attention.setLanePages(this.gpuLanes[index], list);
+        this.sentPtrs[index] = ptrs; this.sentCounts[index] = counts; this.sentPages[index] = list;
         this.counters.tableUpdates++;
       }
+      // 3. pages written in place since their upload (count unchanged): log-weights, ...
+      for (const ptr of all ? [] : dirty) {
+        const m = ptr >= 0 ? this.pages.get(ptr) : undefined;
+        if (m && m.stamp !== stamp && m.lane === index) this.rewrite(m, ptr, m.page.count, stamp);
+      }
+      dirty.length = 0;
       ids.push(this.gpuLanes[index]);
     }
     return ids;
+  }
+
+  /** The GPU page of `ptr`, created or rewritten when new, resized or dirty; at most one upload per stamp. */
+  private upload(ptr: number, format: Format, count: number, lane: number, stamp: number, force = false): GpuPage {
+    let m = this.pages.get(ptr);
+    if (m && m.format !== format) { this.freed(ptr); m = undefined; }
+    if (!m) {
+      const pb = this.store.pageBytes(format);
+      m = { page: this.attention.createPage(format, this.engine.u8(ptr, pb), count), format, lane, stamp };
+      this.pages.set(ptr, m);
+      this.counters.pagesCreated++;
+      this.counters.uploadedBytes += pb;
+    } else if (m.stamp !== stamp && (force || m.page.count !== count || m.lane !== lane)) {
+      m.lane = lane;
+      this.rewrite(m, ptr, count, stamp);
+    }
+    return m.page;
+  }
+
+  private rewrite(m: Mirrored, ptr: number, count: number, stamp: number): void {
+    const pb = this.store.pageBytes(m.format);
+    this.attention.updatePage(m.page, this.engine.u8(ptr, pb), count);
+    m.stamp = stamp;
+    this.counters.pagesUpdated++;
+    this.counters.uploadedBytes += pb;
   }
 
   stats(): MirrorStats {
@@ -138,6 +199,6 @@ export class GpuMirror implements PageWatcher {
       }
     }
     this.pages.clear();
-    this.dirty.clear();
+    for (const d of this.dirty) d.length = 0;
   }
 }

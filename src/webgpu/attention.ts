@@ -24,6 +24,9 @@ import { PARAMS_STRIDE, WORKGROUP_SIZE, MAX_HEADS_PER_PASS, attentionLayout, att
 import type { AttentionTuning } from './wgsl.ts';
 import type { AttentionResult } from './pagecodec.ts';
 
+/** Position of each format in `FORMATS` (numeric dispatch-group keys). */
+const FORMAT_INDEX = Object.fromEntries(FORMATS.map((f, i) => [f, i])) as Record<Format, number>;
+
 /** Largest GQA group (query heads per KV head) accepted. */
 export const MAX_GROUP_SIZE = 32;
 /**
@@ -139,7 +142,15 @@ function kernelCache(device: GpuDevice): KernelCache {
   kernelCaches.set(device, c);
   return c;
 }
-interface Plan { versions: number[]; epoch: number; buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number }
+interface Plan {
+  versions: number[];
+  /** `countEpoch` the entry counts in `data` correspond to. */
+  epoch: number;
+  /** The table as uploaded, and the slot of each (index, count) entry from word `entryStart`. */
+  data: Uint32Array;
+  slots: Slot[];
+  entryStart: number;
+  buffer: GpuBuffer; dispatches: Dispatch[]; mplanOffset: number; numPartials: number; bytes: number }
 
 /** Validated options for the constructor. */
 interface Shape { headDim: number; groupSize: number; valueGroup: number; chunkBytes: number; targetSplits: number; tuning: AttentionTuning }
@@ -319,7 +330,12 @@ export class WebGPUAttention {
   setLanePages(lane: number, pages: readonly GpuPage[]): void {
     const l = this.lane('setLanePages', lane);
     if (!Array.isArray(pages)) throw argError('pages', pages, 'an array of pages from createPage()');
-    const slots = pages.map((p, i) => this.sharedSlot(`pages[${i}]`, p));
+    const slots = pages.slice() as Slot[];
+    for (let i = 0; i < slots.length; i++) {
+      const s = slots[i];
+      // the common case checked inline; sharedSlot builds the error
+      if (!s || s.shared !== true || s.freed || !this.pools.has(s.format)) this.sharedSlot(`pages[${i}]`, s);
+    }
     for (const s of l.pages) if (!s.shared) this.release(s);
     l.pages = slots;
     l.version++;
@@ -554,23 +570,31 @@ export class WebGPUAttention {
     const key = lanes.join(',');
     const versions = lanes.map((id) => this.lanes.get(id)!.version);
     const cached = this.plans.get(key);
-    if (cached && cached.epoch === this.countEpoch && cached.versions.every((v, i) => v === versions[i])) return cached;
+    if (cached && cached.versions.every((v, i) => v === versions[i])) {
+      if (cached.epoch !== this.countEpoch) this.patchCounts(cached);
+      return cached;
+    }
     // group each lane's pages by (format, chunk): one dispatch per group. A group's runs are
     // `ceil(groupPages / splits)` pages long (splits: see DEFAULT_TARGET_SPLITS), so every
     // dispatch has about that many workgroups whatever the lane count; partials lane-major.
-    type Group = { format: Format; chunk: number; splits: number[]; entries: number[]; pages: number; per: number };
-    const groups = new Map<string, Group>();
-    const laneGroups: Array<Map<string, Slot[]>> = [];
+    type Group = { format: Format; chunk: number; splits: number[]; slots: Slot[]; pages: number; per: number };
+    const groups = new Map<number, Group>();
+    const laneGroups: Array<Map<number, Slot[]>> = [];
     for (const id of lanes) {
-      const byGroup = new Map<string, Slot[]>();
+      const byGroup = new Map<number, Slot[]>();
+      let lastKey = -1, arr: Slot[] = [], g: Group | undefined;
       for (const s of this.lanes.get(id)!.pages) {
-        const k = `${s.format}:${s.chunk}`;
-        let arr = byGroup.get(k);
-        if (!arr) byGroup.set(k, (arr = []));
+        const k = FORMAT_INDEX[s.format] + FORMATS.length * s.chunk;
+        if (k !== lastKey) { // pages of a lane come in long runs of one (format, chunk)
+          lastKey = k;
+          let a = byGroup.get(k);
+          if (!a) byGroup.set(k, (a = []));
+          arr = a;
+          g = groups.get(k);
+          if (!g) groups.set(k, (g = { format: s.format, chunk: s.chunk, splits: [], slots: [], pages: 0, per: 1 }));
+        }
         arr.push(s);
-        let g = groups.get(k);
-        if (!g) groups.set(k, (g = { format: s.format, chunk: s.chunk, splits: [], entries: [], pages: 0, per: 1 }));
-        g.pages++;
+        g!.pages++;
       }
       laneGroups.push(byGroup);
     }
@@ -586,33 +610,37 @@ export class WebGPUAttention {
         const g = groups.get(k)!;
         for (let i = 0; i < slots.length; i += g.per) {
           const n = Math.min(g.per, slots.length - i);
-          g.splits.push(li, g.entries.length / 2, n, partial++);
-          for (let j = i; j < i + n; j++) g.entries.push(slots[j].index, slots[j].count);
+          g.splits.push(li, g.slots.length, n, partial++);
+          for (let j = i; j < i + n; j++) g.slots.push(slots[j]);
         }
       }
       mplan.push(first, partial - first);
     }
-    // layout: [splits of every group][entries of every group][mplan]
-    let words = 0;
-    for (const g of groups.values()) words += g.splits.length;
-    const entryBase: number[] = [];
-    for (const g of groups.values()) { entryBase.push(words); words += g.entries.length; }
+    // layout: [splits of every group][entries (slot index, count) of every group][mplan]
+    let words = 0, totalSlots = 0;
+    for (const g of groups.values()) { words += g.splits.length; totalSlots += g.slots.length; }
+    const entryStart = words;
+    words += 2 * totalSlots;
     const mplanOffset = words;
     words += mplan.length;
     const data = new Uint32Array(Math.max(words, 4));
+    const slots: Slot[] = new Array(totalSlots);
     const dispatches: Dispatch[] = [];
-    let off = 0, gi = 0;
+    let off = 0, base = entryStart, at = 0;
     for (const g of groups.values()) {
       for (let i = 0; i < g.splits.length; i += 4) {
         data[off + i] = g.splits[i];
-        data[off + i + 1] = entryBase[gi] + 2 * g.splits[i + 1];
+        data[off + i + 1] = base + 2 * g.splits[i + 1];
         data[off + i + 2] = g.splits[i + 2];
         data[off + i + 3] = g.splits[i + 3];
       }
-      data.set(g.entries, entryBase[gi]);
+      for (const s of g.slots) {
+        data[base++] = s.index;
+        data[base++] = s.count;
+        slots[at++] = s;
+      }
       dispatches.push({ format: g.format, chunk: g.chunk, splitOffset: off, numSplits: g.splits.length / 4 });
       off += g.splits.length;
-      gi++;
     }
     data.set(mplan, mplanOffset);
     const bytes = data.byteLength;
@@ -626,7 +654,7 @@ export class WebGPUAttention {
       buffer = this.createTracked(Math.max(256, bytes * (cached ? 2 : 1)), BufferUsage.STORAGE | BufferUsage.COPY_DST, 'edgekv-plan');
     }
     this.device.queue.writeBuffer(buffer, 0, data);
-    const plan: Plan = { versions, epoch: this.countEpoch, buffer, dispatches, mplanOffset, numPartials: partial, bytes };
+    const plan: Plan = { versions, epoch: this.countEpoch, buffer, data, slots, entryStart, dispatches, mplanOffset, numPartials: partial, bytes };
     this.plans.delete(key);
     this.plans.set(key, plan);
     if (this.plans.size > PLAN_CACHE_SIZE) {
@@ -635,6 +663,25 @@ export class WebGPUAttention {
       this.plans.delete(oldKey);
     }
     return plan;
+  }
+
+  /**
+   * Same pages, some counts changed (`updatePage`): rewrite just those entries of the
+   * plan's table (a decode step grows one page per lane), not the whole plan.
+   */
+  private patchCounts(plan: Plan): void {
+    const { data, slots, entryStart } = plan;
+    let lo = -1, hi = -1;
+    for (let i = 0; i < slots.length; i++) {
+      const w = entryStart + 2 * i + 1, c = slots[i].count;
+      if (data[w] !== c) {
+        data[w] = c;
+        if (lo < 0) lo = w;
+        hi = w;
+      }
+    }
+    if (lo >= 0) this.device.queue.writeBuffer(plan.buffer, 4 * lo, data, lo, hi - lo + 1);
+    plan.epoch = this.countEpoch;
   }
 
   private timing: { querySet: GpuQuerySet; resolve: GpuBuffer; read: GpuBuffer } | null = null;

@@ -151,6 +151,18 @@ async function suite(gpu: Gpu): Promise<void> {
     c.dispose();
   });
 
+  test('thousands of writes between GPU attends (sync attend meanwhile): the GPU copy catches up exactly', async () => {
+    const rnd = prng(14);
+    const c = engine.createCache({ layers: 1, qHeads: 2, kvHeads: 1, headDim: 8, policy: 'balancekv', precision: 'int4', budget: { tokens: 256 }, windowTokens: 8, slack: 16 });
+    await c.useWebGPU({ context: ctx });
+    feed(c, 100, rnd);
+    await checkLayer(c, 0, rnd, 'start', WASM_TOL.int4);
+    for (let i = 0; i < 5000; i++) { feed(c, 1, rnd); if (i % 1000 === 0) c.attend(0, randn(16, rnd)); }
+    await checkLayer(c, 0, rnd, 'after 5000 unattended steps', WASM_TOL.int4);
+    assert.is(c.stats().webgpu!.residentBytes, c.stats().bytes);
+    c.dispose();
+  });
+
   test('reset, releaseWebGPU and dispose free the GPU pages; snapshots load and mirror again', async () => {
     const rnd = prng(11);
     const c = engine.createCache(geometry({ policy: 'balancekv', precision: 'int8', budget: { tokens: 96 }, windowTokens: 8, slack: 8 }));
