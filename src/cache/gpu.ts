@@ -139,7 +139,7 @@ export class GpuMirror implements PageWatcher {
             const ptr = t.ptrs[i], at = ptrs.length;
             ptrs.push(ptr); counts.push(t.counts[i]);
             // same page at the same place, already brought up to date in step 1
-            if (!all && ptr === sentPtrs[at] && t.counts[i] === sentCounts[at] && this.pages.has(ptr)) list.push(sentPages[at]);
+            if (!all && ptr === sentPtrs[at] && t.counts[i] === sentCounts[at] && this.pages.get(ptr)?.page === sentPages[at]) list.push(sentPages[at]);
             else list.push(this.upload(ptr, t.format, t.counts[i], index, stamp, all));
           }
         }
