@@ -138,8 +138,9 @@ export class GpuMirror implements PageWatcher {
           for (let i = 0; i < t.pages; i++) {
             const ptr = t.ptrs[i], at = ptrs.length;
             ptrs.push(ptr); counts.push(t.counts[i]);
-            // same page at the same place, already brought up to date in step 1
-            if (!all && ptr === sentPtrs[at] && t.counts[i] === sentCounts[at] && this.pages.get(ptr)?.page === sentPages[at]) list.push(sentPages[at]);
+            // same page at the same place, already brought up to date in step 1 (a freed
+            // address re-used here got a new GPU page: the old one is marked freed)
+            if (!all && ptr === sentPtrs[at] && t.counts[i] === sentCounts[at] && !sentPages[at].freed) list.push(sentPages[at]);
             else list.push(this.upload(ptr, t.format, t.counts[i], index, stamp, all));
           }
         }

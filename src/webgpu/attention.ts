@@ -86,7 +86,7 @@ interface Slot { format: Format; chunk: number; index: number; count: number; sh
  * A page stored on the GPU by `createPage`, owned by the caller and placed in lanes with
  * `setLanePages` (one page may serve in any number of lanes). Opaque.
  */
-export interface GpuPage { readonly format: Format; readonly count: number }
+export interface GpuPage { readonly format: Format; readonly count: number; /** Set by `freePage`. */ readonly freed: boolean }
 interface Lane { pages: Slot[]; version: number }
 
 class PagePool {
