@@ -113,7 +113,9 @@ interface Projection {
   result: Float32Array | null;
 }
 
-interface LayerProjections { qkv: Projection; o: Projection; gateUp: Projection; down: Projection }
+/** A layer's projection groups, in the order they run. */
+const LAYER_PROJECTIONS = ['qkv', 'o', 'gateUp', 'down'] as const;
+type LayerProjections = Record<(typeof LAYER_PROJECTIONS)[number], Projection>;
 
 /** The GPU side of `useWebGPU`. */
 interface GpuState {
@@ -235,6 +237,8 @@ export class LlamaModel {
   private readonly sIds: number; private readonly sPos: number; private readonly sLogits: number;
   private readonly projections: LayerProjections[];
   private readonly head: Projection;
+  /** Every projection: the layers' in order, then the LM head. */
+  private readonly allProjections: Projection[];
   private gpu: GpuState | null = null;
   /** The async call in flight (`forwardAsync`, `generateAsync`, `useWebGPU`): it owns the scratch. */
   private asyncCall: string | null = null;
@@ -286,6 +290,7 @@ export class LlamaModel {
       down: proj(this.sG, c.intermediateSize, [L.down], [this.sO]),
     }));
     this.head = proj(this.sX, c.hiddenSize, [this.lmHead], [this.sLogits]);
+    this.allProjections = [...this.projections.flatMap((P) => LAYER_PROJECTIONS.map((key) => P[key])), this.head];
   }
 
   /**
@@ -601,18 +606,13 @@ export class LlamaModel {
     context.check('useWebGPU');
     const notice = options.onNotice ?? ((m: string) => console.warn(`[edgekv] ${m}`));
     this.asyncCall = 'useWebGPU';
-    const matvecs: WebGPUMatvec[] = [];
-    const upload = async (p: Projection): Promise<WebGPUMatvec> => {
-      const matrices: MatvecMatrix[] = p.weights.map((w) => ({ rows: w.rows, name: w.name, ...this.f16Weights(w) }));
-      const mv = await createWebGPUMatvecGroup({ context, cols: p.cols, matrices, maxBlockBytes: options.maxBlockBytes });
-      matvecs.push(mv);
-      return mv;
-    };
-    let layers: Array<Record<keyof LayerProjections, WebGPUMatvec>>, head: WebGPUMatvec;
+    const matvecs: WebGPUMatvec[] = []; // one per entry of allProjections
     try {
-      layers = [];
-      for (const P of this.projections) layers.push({ qkv: await upload(P.qkv), o: await upload(P.o), gateUp: await upload(P.gateUp), down: await upload(P.down) });
-      head = await upload(this.head);
+      for (const p of this.allProjections) {
+        // one projection's f16 copies at a time: the transient JS memory is one group's weights
+        const matrices: MatvecMatrix[] = p.weights.map((w) => ({ rows: w.rows, name: w.name, ...this.f16Weights(w) }));
+        matvecs.push(await createWebGPUMatvecGroup({ context, cols: p.cols, matrices, maxBlockBytes: options.maxBlockBytes }));
+      }
       this.checkLive();
     } catch (e) {
       for (const mv of matvecs) mv.destroy();
@@ -621,9 +621,7 @@ export class LlamaModel {
       this.asyncCall = null;
     }
     this.releaseGpu();
-    const attach = (p: Projection, mv: WebGPUMatvec): void => { p.gpu = mv; p.result = new Float32Array(mv.rows); };
-    this.projections.forEach((P, l) => { for (const key of ['qkv', 'o', 'gateUp', 'down'] as const) attach(P[key], layers[l][key]); });
-    attach(this.head, head);
+    this.allProjections.forEach((p, i) => { p.gpu = matvecs[i]; p.result = new Float32Array(matvecs[i].rows); });
     this.gpu = { context, notice, matvecs };
   }
 
@@ -664,15 +662,14 @@ export class LlamaModel {
   private releaseGpu(): void {
     if (this.gpu === null) return;
     for (const mv of this.gpu.matvecs) mv.destroy();
-    for (const P of this.projections) for (const p of [P.qkv, P.o, P.gateUp, P.down]) { p.gpu = null; p.result = null; }
-    this.head.gpu = null;
-    this.head.result = null;
+    for (const p of this.allProjections) { p.gpu = null; p.result = null; }
     this.gpu = null;
   }
 
-  /** Give the weights, scratch and GPU buffers back. */
+  /** Give the weights, scratch and GPU buffers back (`E_STATE` while an async call is in flight). */
   dispose(): void {
     if (this.disposed) return;
+    this.checkIdle('dispose');
     this.disposed = true;
     this.releaseGpu();
     for (const p of this.owned) this.engine.arena.free(p);

@@ -148,6 +148,7 @@ test('async calls validate like the sync ones and own the model while in flight'
   await rejects(() => model.forwardAsync([1], att), 'E_STATE', 'forwardAsync is still running');
   await rejects(() => model.forward([1], att), 'E_STATE', 'await it first');
   await rejects(() => model.generate('ab'), 'E_STATE');
+  await rejects(() => model.dispose(), 'E_STATE', 'dispose');
   await inFlight;
   assert.equal(model.forward([4], att).length, 12);
   slow.inner.dispose();
