@@ -41,7 +41,7 @@ export interface AttendOptions {
 }
 
 /** Options of `cache.useWebGPU()`. */
-export interface UseWebGPUOptions {
+export interface CacheWebGPUOptions {
   /** An existing WebGPU context (shared with the model runner, say); the cache does not destroy it. */
   context?: WebGPUContext;
   /** Otherwise: the `GPU` object (default `navigator.gpu`; Node: `create([])` of the `webgpu` package) ... */
@@ -368,7 +368,7 @@ export class KVCache {
    * or the WASM backend's name when WebGPU is unavailable here, the geometry does not fit
    * the device, or the policy observes attention probabilities (one notice says why).
    */
-  async useWebGPU(options: UseWebGPUOptions = {}): Promise<CacheBackend> {
+  async useWebGPU(options: CacheWebGPUOptions = {}): Promise<CacheBackend> {
     this.alive();
     if (options === null || typeof options !== 'object') throw argError('options', options, '{ context?, gpu?, device?, targetSplits?, chunkBytes?, onNotice? }');
     checkKeys('options', options, USE_WEBGPU_OPTIONS);

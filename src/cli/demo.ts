@@ -23,14 +23,20 @@ import { argmax, klDivergence } from '../eval/metrics.ts';
 import { makeNeedle, needleHit, needlePrompt } from '../eval/needle.ts';
 import { SplitMix } from '../eval/rng.ts';
 import { prefillOneShot } from '../model/prefill.ts';
+import { createWebGPUContext } from '../webgpu/device.ts';
+import { findGpu } from '../webgpu/find.ts';
 
 const HELP = `usage: edgekv demo [--model DIR] [--policy snapkv] [--precision int4] [--ratio 0.125]
                    [--tokens 1536] [--max-tokens 48] [--sink 4] [--window 32] [--seed 1] [--stream] [--json]
+                   [--webgpu]
 
 The prompt goes into the compressed cache in one append after an exact prefill (the
 papers' setting); --stream appends it token by token, compressing as it arrives.
 
-Generates with a compressed cache and with the full cache; prints memory, speed and KL.`;
+Generates with a compressed cache and with the full cache; prints memory, speed and KL.
+--webgpu repeats the compressed run with attention (cache.useWebGPU) and the decode
+matvecs (model.useWebGPU) on a WebGPU device (Node: the optional "webgpu" package) and
+compares its tokens and speed with the WASM run.`;
 
 function now(): number { return performance.now(); }
 
@@ -45,7 +51,7 @@ export const command = {
           model: { type: 'string' }, policy: { type: 'string', default: 'snapkv' }, precision: { type: 'string', default: 'int4' },
           ratio: { type: 'string', default: '0.125' }, tokens: { type: 'string', default: '1536' }, 'max-tokens': { type: 'string', default: '48' },
           sink: { type: 'string', default: '4' }, window: { type: 'string', default: '32' }, seed: { type: 'string', default: '1' },
-          json: { type: 'boolean', default: false }, stream: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+          json: { type: 'boolean', default: false }, webgpu: { type: 'boolean', default: false }, stream: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
         },
       });
     } catch (e) {
@@ -138,6 +144,39 @@ export const command = {
     tf.dispose();
     kl /= maxTokens;
 
+    // 3. Optional: the same compressed run with attention and decode matvecs on WebGPU.
+    let gpuRun: { adapter: string; backend: string; decodeTokensPerSec: number; sameTokens: number; fallback: string | null } | null = null;
+    let gpuMissing: string | null = null;
+    const ctx = v.webgpu ? await findGpu().then((gpu) => createWebGPUContext({ gpu, onNotice: (m) => console.error(`[edgekv] ${m}`) })).catch((e: Error) => {
+      if (!(e instanceof EdgeKVError) || e.code !== 'E_BACKEND') throw e;
+      gpuMissing = e.message;
+      return null;
+    }) : null;
+    if (ctx) {
+      const notices: string[] = [];
+      const gc = mk();
+      const backend = await gc.useWebGPU({ context: ctx, onNotice: (m) => notices.push(m) });
+      await model.useWebGPU(ctx);
+      logits = v.stream ? await model.forwardAsync(ids, gc as unknown as AttentionBackend) : prefillOneShot(model, ids, gc);
+      const gen2: number[] = [];
+      t0 = now();
+      for (let i = 0; i < maxTokens; i++) {
+        const next = argmax(logits, 0, V);
+        gen2.push(next);
+        if (i < maxTokens - 1) logits = await model.forwardAsync([next], gc as unknown as AttentionBackend, { startPosition: ids.length + i });
+      }
+      const ms = now() - t0;
+      let same = 0;
+      while (same < maxTokens && gen2[same] === own[same]) same++;
+      gpuRun = {
+        adapter: [ctx.adapter.vendor, ctx.adapter.architecture, ctx.adapter.description].filter(Boolean).join(' ') || 'adapter',
+        backend, decodeTokensPerSec: (maxTokens - 1) / (ms / 1000), sameTokens: same, fallback: notices.length ? notices.join('; ') : null,
+      };
+      gc.dispose();
+      model.releaseWebGPU();
+      ctx.destroy();
+    }
+
     const fullText = model.tokenizer.decode(gen), ownText = model.tokenizer.decode(own);
     const firstLine = (s: string) => s.split('\n')[0];
     const result = {
@@ -150,6 +189,7 @@ export const command = {
         compressed: { prefillTokensPerSec: ids.length / (prefillMs / 1000), decodeTokensPerSec: (maxTokens - 1) / (decodeMs / 1000) },
       },
       quality: { klNatsPerToken: kl, top1Agreement: agree / maxTokens },
+      webgpu: gpuRun ?? (gpuMissing ? { unavailable: gpuMissing } : null),
       text: { full: fullText, compressed: ownText },
     };
     if (v.json) { console.log(JSON.stringify(result, null, 2)); model.dispose(); return 0; }
@@ -160,6 +200,10 @@ export const command = {
     log(`memory       : ${kib(st.bytes)} compressed (${v.policy}, ${v.stream ? 'streaming' : 'one-shot'} prefill, ${precision} middle tier, sinks ${sinkTokens} + window ${windowTokens} exact f16) vs ${kib(fullBytes)} full f16 cache → ${(100 * st.bytes / fullBytes).toFixed(1)}% (budget ${kib(budgetBytes)}); ${st.tokens} of ${result.memory.fullTokens} lane entries kept`);
     log(`quality      : KL(full ‖ compressed) = ${kl.toFixed(4)} nats/token over ${maxTokens} generated tokens (teacher-forced); top-1 agreement ${(100 * agree / maxTokens).toFixed(0)}%`);
     log(`speed        : compressed prefill ${result.speed.compressed.prefillTokensPerSec.toFixed(0)} tok/s, decode ${result.speed.compressed.decodeTokensPerSec.toFixed(1)} tok/s | full prefill ${result.speed.full.prefillTokensPerSec.toFixed(0)} tok/s, decode ${result.speed.full.decodeTokensPerSec.toFixed(1)} tok/s`);
+    if (gpuMissing) log(`webgpu       : not run (${gpuMissing})`);
+    if (gpuRun) {
+      log(`webgpu       : ${gpuRun.adapter}; attention on ${gpuRun.backend}, decode matvecs on webgpu: decode ${gpuRun.decodeTokensPerSec.toFixed(1)} tok/s; first ${gpuRun.sameTokens} of ${maxTokens} greedy tokens identical to the WASM run${gpuRun.fallback ? ` (notices: ${gpuRun.fallback})` : ''}`);
+    }
     log(`\ncompressed continuation:\n${ownText}`);
     model.dispose();
     return 0;

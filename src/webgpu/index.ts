@@ -5,9 +5,10 @@
 export { createWebGPUContext, WebGPUContext, defaultGpu } from './device.ts';
 export type { WebGPUContextOptions, AdapterDescription } from './device.ts';
 export { createWebGPUAttention, WebGPUAttention, MAX_GROUP_SIZE, DEFAULT_TARGET_SPLITS, DEFAULT_CHUNK_BYTES, MIN_SPLITS, PAGES_PER_SPLIT } from './attention.ts';
-export type { WebGPUAttentionOptions } from './attention.ts';
-export { createWebGPUMatvec, WebGPUMatvec } from './matvec.ts';
-export type { WebGPUMatvecOptions } from './matvec.ts';
+export type { WebGPUAttentionOptions, GpuPage } from './attention.ts';
+export { createWebGPUMatvec, createWebGPUMatvecGroup, WebGPUMatvec } from './matvec.ts';
+export type { WebGPUMatvecOptions, WebGPUMatvecGroupOptions, MatvecMatrix } from './matvec.ts';
+export { findGpu } from './find.ts';
 export { createPagedAttention, PAGED_BACKENDS, WasmPagedAttention, ReferencePagedAttention, MirroredPagedAttention } from './backend.ts';
 export type { PagedAttention, PagedAttentionOptions, PagedBackendName } from './backend.ts';
 export { encodePage, decodePage, referenceAttention, halfToFloat, floatToHalf } from './pagecodec.ts';
