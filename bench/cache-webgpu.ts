@@ -58,9 +58,11 @@ async function main(): Promise<void> {
       const rnd = mulberry32(tokens + precision.length);
       const randn = (n: number, s = 1) => { const a = new Float32Array(n); for (let i = 0; i < n; i++) a[i] = (rnd() + rnd() + rnd() - 1.5) * 2 * s; return a; };
       const cache = engine.createCache({ layers: 1, qHeads, kvHeads, headDim: d, policy: 'full', precision, windowTokens: 32 });
-      for (let t = 0; t < tokens; t += 4096) {
-        const n = Math.min(4096, tokens - t);
-        cache.append(0, randn(kvHeads * n * d), randn(kvHeads * n * d, 0.5));
+      // one random chunk appended again and again (content does not change the bytes read)
+      const chunk = Math.min(4096, tokens), ck = randn(kvHeads * chunk * d), cv = randn(kvHeads * chunk * d, 0.5);
+      for (let t = 0; t < tokens; t += chunk) {
+        const n = Math.min(chunk, tokens - t);
+        cache.append(0, n === chunk ? ck : ck.subarray(0, kvHeads * n * d), n === chunk ? cv : cv.subarray(0, kvHeads * n * d));
       }
       await cache.useWebGPU({ context: ctx });
       const q = randn(qHeads * d, 0.3);
