@@ -136,6 +136,7 @@ function generate(ev) {
     policy: $('policy').value,
     budget: Number($('budget').value),
     precision: $('precision').value,
+    backend: $('backend').value,
     maxTokens: Number($('max-tokens').value),
     prompt: $('prompt').value,
   };
@@ -152,7 +153,7 @@ function generate(ev) {
       $('tps').textContent = m.tokensPerSec.toFixed(1);
     } else if (m.type === 'done') {
       $('run').disabled = false;
-      $('status').textContent = `done (${m.stoppedBy})`;
+      $('status').textContent = `done (${m.stoppedBy}; attention on ${m.backend})`;
       $('tps').textContent = m.tokensPerSec.toFixed(1);
       const same = baseline && baseline.prompt === job.prompt && baseline.modelUrl === job.modelUrl;
       if (job.policy === 'full') baseline = { prompt: job.prompt, modelUrl: job.modelUrl, ids: m.generated };

@@ -13,7 +13,7 @@ let loaded = null; // { url, model }
 self.onmessage = async ({ data: job }) => {
   if (job.type !== 'generate') return;
   try {
-    const [{ createCache }, { loadModel }, { pageBytes, PAGE_TOKENS }] = await modules;
+    const [{ createCache, createWebGPUContext }, { loadModel }, { pageBytes, PAGE_TOKENS }] = await modules;
     if (!loaded || loaded.url !== job.modelUrl) {
       self.postMessage({ type: 'status', text: `loading ${job.modelUrl}` });
       loaded = { url: job.modelUrl, model: await loadModel(new URL(job.modelUrl)) };
@@ -24,14 +24,25 @@ self.onmessage = async ({ data: job }) => {
     const cache = job.policy === 'full'
       ? createCache(model.engine, { ...geometry, policy: 'full' })
       : createCache(model.engine, { ...geometry, policy: job.policy, budget: { tokens: job.budget }, precision: job.precision });
+    // Attention (and the decode matvecs) on WebGPU when asked for and available; otherwise
+    // the WASM kernels, with the reason shown as the status.
+    let ctx = null, backend = model.engine.backend;
+    if (job.backend === 'webgpu') {
+      const notice = (text) => self.postMessage({ type: 'status', text });
+      ctx = await createWebGPUContext({ onNotice: notice }).catch((e) => { notice(`WebGPU not used: ${e.message}`); return null; });
+      if (ctx) {
+        backend = await cache.useWebGPU({ context: ctx, onNotice: notice });
+        await model.useWebGPU(ctx, { onNotice: notice });
+      }
+    }
     const lanes = c.layers * c.kvHeads;
     const fullBytes = (tokens) => Math.ceil(tokens / PAGE_TOKENS) * lanes * pageBytes('f16', c.headDim, Math.min(32, c.headDim));
     const t0 = performance.now();
     const ids = [];
     const promptIds = model.tokenizer.encode(job.prompt);
     const text = () => model.tokenizer.decode(promptIds.concat(ids), { skipSpecialTokens: true });
-    self.postMessage({ type: 'status', text: 'generating' });
-    const r = model.generate(promptIds, {
+    self.postMessage({ type: 'status', text: `generating (attention on ${backend})` });
+    const r = await model.generateAsync(promptIds, {
       maxTokens: job.maxTokens,
       attention: cache,
       onToken: (id, i) => {
@@ -49,8 +60,9 @@ self.onmessage = async ({ data: job }) => {
     });
     const st = cache.stats();
     self.postMessage({ type: 'token', text: text(), bytes: st.bytes, fullBytes: fullBytes(st.appended[0]), tokensPerSec: r.decodeTokensPerSec });
-    self.postMessage({ type: 'done', generated: r.generated, bytes: st.bytes, tokensPerSec: r.decodeTokensPerSec, stoppedBy: r.stoppedBy });
+    self.postMessage({ type: 'done', generated: r.generated, bytes: st.bytes, tokensPerSec: r.decodeTokensPerSec, stoppedBy: r.stoppedBy, backend: cache.backend });
     cache.dispose();
+    if (ctx) { model.releaseWebGPU(); ctx.destroy(); }
   } catch (e) {
     self.postMessage({ type: 'error', message: e && e.message ? e.message : String(e) });
   }

@@ -84,6 +84,17 @@ if (reason) {
         assert.match(status ?? '', /^done/, `generation in the page's worker: ${status}`);
         const out = (await page.textContent('#output')) ?? '';
         assert.ok(out.startsWith('Once upon a time') && out.length > 'Once upon a time'.length, `generated text: ${JSON.stringify(out)}`);
+        // the same page with a compressed cache and attention + decode matvecs on WebGPU
+        await page.selectOption('#policy', 'snapkv');
+        await page.fill('#budget', '40');
+        await page.selectOption('#precision', 'int4');
+        await page.selectOption('#backend', 'webgpu');
+        await page.click('#run');
+        await page.waitForFunction(() => /^done|^error/.test(document.getElementById('status')!.textContent ?? ''));
+        const gpuStatus = (await page.textContent('#status')) ?? '';
+        assert.match(gpuStatus, /^done .*attention on webgpu/, `generation on WebGPU in the page's worker: ${gpuStatus}`);
+        const gpuOut = (await page.textContent('#output')) ?? '';
+        assert.ok(gpuOut.startsWith('Once upon a time') && gpuOut.length > 'Once upon a time'.length, `generated text: ${JSON.stringify(gpuOut)}`);
       } else {
         console.log(`  chromium: generation step skipped (${tinyModel} missing)`);
       }
