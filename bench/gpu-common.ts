@@ -1,10 +1,15 @@
 /**
  * What the WebGPU benchmarks share: arguments under Deno or Node, finding a GPU
- * (`navigator.gpu`, else the `webgpu` npm package), the git revision, writing a report.
+ * (`navigator.gpu`, else the `webgpu` npm package), the runtime, the git revision (read
+ * from .git: the GPU machine has no git binary), writing a report.
  */
 import type { Gpu } from '../src/webgpu/gpu-types.ts';
+import { defaultGpu } from '../src/webgpu/device.ts';
+import { findGpu as findRuntimeGpu } from '../src/webgpu/find.ts';
 
-declare const Deno: { args: string[]; version: { deno: string }; build: { os: string; arch: string } } | undefined;
+export { runtimeName } from '../src/bench/env.ts';
+
+declare const Deno: { args: string[] } | undefined;
 
 /** Command-line arguments after the script. */
 export function args(): string[] {
@@ -12,19 +17,14 @@ export function args(): string[] {
   return (globalThis as unknown as { process: { argv: string[] } }).process.argv.slice(2);
 }
 
-/** `deno 2.9.6 linux-x86_64` or `node v20.x`. */
-export function runtimeName(): string {
-  return typeof Deno !== 'undefined' ? `deno ${Deno.version.deno} ${Deno.build.os}-${Deno.build.arch}` : `node ${(globalThis as unknown as { process: { version: string } }).process.version}`;
-}
-
-/** `navigator.gpu` (Deno, browsers), else the `webgpu` package (Node, Dawn). */
+/**
+ * `navigator.gpu` (Deno, browsers), else the `webgpu` package (Node, Dawn), as
+ * `findGpu` of src/webgpu/find.ts finds it; `gpu` undefined with the reason in `source`.
+ */
 export async function findGpu(): Promise<{ gpu: Gpu | undefined; source: string }> {
-  const nav = (globalThis as { navigator?: { gpu?: Gpu } }).navigator;
-  if (nav?.gpu) return { gpu: nav.gpu, source: 'navigator.gpu' };
   try {
-    const name = 'webgpu';
-    const m = (await import(name)) as { create: (f: string[]) => Gpu };
-    return { gpu: m.create([]), source: 'webgpu (Dawn, npm)' };
+    const gpu = await findRuntimeGpu();
+    return { gpu, source: gpu === defaultGpu() ? 'navigator.gpu' : 'webgpu (Dawn, npm)' };
   } catch (e) {
     return { gpu: undefined, source: `none (${(e as Error).message.split('\n')[0]})` };
   }

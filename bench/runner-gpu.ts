@@ -35,7 +35,7 @@ import { machine, revision, runtimeName } from '../src/bench/env.ts';
 import { createWebGPUContext, type WebGPUContext } from '../src/webgpu/device.ts';
 import { createWebGPUMatvecGroup } from '../src/webgpu/matvec.ts';
 import { floatToHalf } from '../src/webgpu/pagecodec.ts';
-import type { Gpu } from '../src/webgpu/gpu-types.ts';
+import { findGpu } from './gpu-common.ts';
 
 const PROMPT = 'Once upon a time, in a small village by the sea, there lived';
 /** Untimed calls before each projection measurement. */
@@ -74,19 +74,6 @@ function parse(argv: string[]) {
     if (!Number.isInteger(o[k]) || o[k] < 1) throw new Error(`--${k === 'minMs' ? 'min-ms' : k}: ${o[k]} is not a positive integer`);
   }
   return o;
-}
-
-/** The runtime's WebGPU, as bench/webgpu.ts finds it: navigator.gpu, else the `webgpu` package. */
-async function findGpu(): Promise<{ gpu: Gpu | undefined; source: string }> {
-  const nav = (globalThis as { navigator?: { gpu?: Gpu } }).navigator;
-  if (nav?.gpu) return { gpu: nav.gpu, source: 'navigator.gpu' };
-  try {
-    const name = 'webgpu';
-    const m = (await import(name)) as { create: (f: string[]) => Gpu };
-    return { gpu: m.create([]), source: 'webgpu (Dawn, npm)' };
-  } catch (e) {
-    return { gpu: undefined, source: `none (${(e as Error).message.split('\n')[0]})` };
-  }
 }
 
 function now(): number {

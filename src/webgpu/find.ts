@@ -9,7 +9,7 @@ import type { Gpu } from './gpu-types.ts';
 import { EdgeKVError } from '../errors.ts';
 
 /** Chromium's SwiftShader Vulkan ICD on Debian (`apt-get install chromium`). */
-const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 /** Find a `GPU` object, or throw `E_BACKEND` saying what is missing. */
 export async function findGpu(): Promise<Gpu> {

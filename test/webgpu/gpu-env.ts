@@ -12,8 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Gpu } from '../../src/webgpu/gpu-types.ts';
 
-/** Chromium's SwiftShader Vulkan ICD (Debian's `chromium` package). */
-export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+import { SWIFTSHADER_ICD } from '../../src/webgpu/find.ts';
 
 export interface GpuEnv {
   gpu: Gpu | null;
