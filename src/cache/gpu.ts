@@ -43,7 +43,8 @@ const ALL = -2;
 /** Longest dirty list kept per lane (a lane written many times without being attended). */
 const DIRTY_CAP = 4096;
 
-interface Mirrored { page: GpuPage; format: Format; lane: number; stamp: number }
+/** A mirrored page: its GPU page, the cache lane it belongs to, the sync stamp of its last upload. */
+interface Mirrored { page: GpuPage; lane: number; stamp: number }
 
 /** Mirrors a cache's lanes into one `WebGPUAttention`. @internal */
 export class GpuMirror implements PageWatcher {
@@ -151,7 +152,7 @@ export class GpuMirror implements PageWatcher {
       // 3. pages written in place since their upload (count unchanged): log-weights, ...
       for (const ptr of all ? [] : dirty) {
         const m = ptr >= 0 ? this.pages.get(ptr) : undefined;
-        if (m && m.stamp !== stamp && m.lane === index) this.rewrite(m, ptr, m.page.count, stamp);
+        if (m && m.stamp !== stamp) this.rewrite(m, ptr, m.page.count, stamp);
       }
       dirty.length = 0;
       ids.push(this.gpuLanes[index]);
@@ -162,22 +163,21 @@ export class GpuMirror implements PageWatcher {
   /** The GPU page of `ptr`, created or rewritten when new, resized or dirty; at most one upload per stamp. */
   private upload(ptr: number, format: Format, count: number, lane: number, stamp: number, force = false): GpuPage {
     let m = this.pages.get(ptr);
-    if (m && m.format !== format) { this.freed(ptr); m = undefined; }
+    if (m && m.page.format !== format) { this.freed(ptr); m = undefined; }
     if (!m) {
       const pb = this.store.pageBytes(format);
-      m = { page: this.attention.createPage(format, this.engine.u8(ptr, pb), count), format, lane, stamp };
+      m = { page: this.attention.createPage(format, this.engine.u8(ptr, pb), count), lane, stamp };
       this.pages.set(ptr, m);
       this.counters.pagesCreated++;
       this.counters.uploadedBytes += pb;
-    } else if (m.stamp !== stamp && (force || m.page.count !== count || m.lane !== lane)) {
-      m.lane = lane;
+    } else if (m.stamp !== stamp && (force || m.page.count !== count)) {
       this.rewrite(m, ptr, count, stamp);
     }
     return m.page;
   }
 
   private rewrite(m: Mirrored, ptr: number, count: number, stamp: number): void {
-    const pb = this.store.pageBytes(m.format);
+    const pb = this.store.pageBytes(m.page.format);
     this.attention.updatePage(m.page, this.engine.u8(ptr, pb), count);
     m.stamp = stamp;
     this.counters.pagesUpdated++;

@@ -331,11 +331,8 @@ export class WebGPUAttention {
     const l = this.lane('setLanePages', lane);
     if (!Array.isArray(pages)) throw argError('pages', pages, 'an array of pages from createPage()');
     const slots = pages.slice() as Slot[];
-    for (let i = 0; i < slots.length; i++) {
-      const s = slots[i];
-      // the common case checked inline; sharedSlot builds the error
-      if (!s || s.shared !== true || s.freed || !this.pools.has(s.format)) this.sharedSlot(`pages[${i}]`, s);
-    }
+    // the name is built only for a page that fails (setLanePages runs per decode step)
+    for (let i = 0; i < slots.length; i++) if (!this.isLiveShared(slots[i])) this.sharedSlot(`pages[${i}]`, slots[i]);
     for (const s of l.pages) if (!s.shared) this.release(s);
     l.pages = slots;
     l.version++;
@@ -476,11 +473,13 @@ export class WebGPUAttention {
   }
 
   private sharedSlot(name: string, page: GpuPage): Slot {
+    if (!this.isLiveShared(page)) throw argError(name, page, 'a live page from this object\'s createPage()');
+    return page as Slot;
+  }
+
+  private isLiveShared(page: unknown): boolean {
     const s = page as Slot;
-    if (!s || typeof s !== 'object' || s.shared !== true || !this.pools.has(s.format) || s.freed) {
-      throw argError(name, page, 'a live page from this object\'s createPage()');
-    }
-    return s;
+    return !!s && typeof s === 'object' && s.shared === true && !s.freed && this.pools.has(s.format);
   }
 
   private release(s: Slot): void {
