@@ -40,6 +40,17 @@ compares its tokens and speed with the WASM run.`;
 
 function now(): number { return performance.now(); }
 
+/** `n` greedy tokens from `logits`; `step(token, i)` feeds token `i` and gives the next logits. */
+async function greedy(logits: Float32Array, n: number, V: number, step: (token: number, i: number) => Float32Array | Promise<Float32Array>): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const next = argmax(logits, 0, V);
+    out.push(next);
+    if (i < n - 1) logits = await step(next, i);
+  }
+  return out;
+}
+
 export const command = {
   describe: 'generate with a compressed cache; print memory, quality (KL vs full) and speed',
   async run(argv: string[]): Promise<number> {
@@ -119,16 +130,11 @@ export const command = {
       policy: v.policy, precision, budget: { bytes: budgetBytes }, sinkTokens, windowTokens, seed,
     });
     const cache = mk();
-    const own: number[] = [];
     t0 = now();
     logits = v.stream ? model.forward(ids, cache as unknown as AttentionBackend) : prefillOneShot(model, ids, cache);
     const prefillMs = now() - t0;
     t0 = now();
-    for (let i = 0; i < maxTokens; i++) {
-      const next = argmax(logits, 0, V);
-      own.push(next);
-      if (i < maxTokens - 1) logits = model.forward([next], cache as unknown as AttentionBackend, { startPosition: ids.length + i });
-    }
+    const own = await greedy(logits, maxTokens, V, (next, i) => model.forward([next], cache as unknown as AttentionBackend, { startPosition: ids.length + i }));
     const decodeMs = now() - t0;
     const st = cache.stats();
     cache.dispose();
@@ -158,13 +164,8 @@ export const command = {
       const backend = await gc.useWebGPU({ context: ctx, onNotice: (m) => notices.push(m) });
       await model.useWebGPU(ctx);
       logits = v.stream ? await model.forwardAsync(ids, gc as unknown as AttentionBackend) : prefillOneShot(model, ids, gc);
-      const gen2: number[] = [];
       t0 = now();
-      for (let i = 0; i < maxTokens; i++) {
-        const next = argmax(logits, 0, V);
-        gen2.push(next);
-        if (i < maxTokens - 1) logits = await model.forwardAsync([next], gc as unknown as AttentionBackend, { startPosition: ids.length + i });
-      }
+      const gen2 = await greedy(logits, maxTokens, V, (next, i) => model.forwardAsync([next], gc as unknown as AttentionBackend, { startPosition: ids.length + i }));
       const ms = now() - t0;
       let same = 0;
       while (same < maxTokens && gen2[same] === own[same]) same++;
