@@ -15,6 +15,9 @@
  */
 import { PAGE_TOKENS, PAYLOAD_OFFSET, FORMAT_BITS, isPacked, pageBytes, packedOffsets } from '../formats.ts';
 import type { Format } from '../formats.ts';
+import { halfToFloat } from '../reference/quant.ts';
+
+export { halfToFloat };
 
 const F16_EXP_MASK = 0x7c00;
 const F16_SIGN = 0x8000;
@@ -22,16 +25,6 @@ const F16_MANT_BITS = 10;
 const F16_MIN_SUBNORMAL = 2 ** -24;
 const F16_MIN_NORMAL_EXP = -14;
 const F16_MAX = 65504;
-
-/** Exact IEEE binary16 (as a u16) to a JavaScript number. */
-export function halfToFloat(h: number): number {
-  const sign = h & F16_SIGN ? -1 : 1;
-  const exp = (h & F16_EXP_MASK) >> F16_MANT_BITS;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * F16_MIN_SUBNORMAL;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
 
 /** A number to IEEE binary16 (u16), round to nearest even; overflow gives Inf, NaN stays NaN. */
 export function floatToHalf(x: number): number {
